@@ -1,0 +1,32 @@
+/* Warm-reset bookkeeping and SYSRESETREQ for the QEMU Cortex-M ports. */
+#include "cortex_m.h"
+
+#include "../../src/port.h"
+
+#define RESET_MAGIC 0x7197E5E7u
+
+__attribute__((section(".noinit"))) static volatile uint32_t reset_cell[2];
+
+void cm_set_next_reset_reason(uint8_t reason) {
+    reset_cell[0] = RESET_MAGIC;
+    reset_cell[1] = reason;
+}
+
+uint8_t cm_take_reset_reason(void) {
+    uint8_t r = reset_cell[0] == RESET_MAGIC ? (uint8_t)reset_cell[1] : PORT_RESET_POWER_ON;
+    reset_cell[0] = 0;
+    return r;
+}
+
+void cm_system_reset(void) {
+    __asm volatile("dsb");
+    CM_SCB_AIRCR = (0x5FAu << 16) | (1u << 2); /* VECTKEY | SYSRESETREQ */
+    __asm volatile("dsb");
+    for (;;) {
+    }
+}
+
+void cm_fault_reset(void) {
+    cm_set_next_reset_reason(PORT_RESET_FAULT);
+    cm_system_reset();
+}

@@ -1,0 +1,269 @@
+/* The HIL firmware: answers protocol v1 frames from the host; see docs/protocol.md. */
+#include "app.h"
+
+#include <string.h>
+
+#include "infer.h"
+#include "port.h"
+#include "proto.h"
+
+#define BAUD_FALLBACK_MS 2000u  /* no valid frame after SET_BAUD: return to the old rate */
+
+static tp_parser_t parser;
+static uint8_t tx[TP_FRAME_MAX];
+static size_t tx_len;        /* last response, replayed if the host repeats the request */
+static int last_valid;
+static uint8_t last_type, last_seq;
+static int model_status;     /* infer_init() result */
+static uint8_t reset_reason;
+static uint32_t tx_frames, naks, replays, infer_runs;
+static uint32_t baud_prev, baud_switched_at;
+static int baud_probation;
+
+static uint8_t *payload(void) { return tx + TP_HEADER_BYTES; }
+
+static void send(uint8_t type, uint8_t seq, uint16_t len) {
+    tx_len = tp_frame_finish(tx, type, seq, len);
+    port_uart_write(tx, tx_len);
+    tx_frames++;
+}
+
+static void nak(const tp_frame_t *f, uint8_t code, uint32_t detail) {
+    uint8_t *p = payload();
+    p[0] = f->type;
+    p[1] = code;
+    tp_put32(p + 2, detail);
+    naks++;
+    send(TP_NAK, f->seq, 6);
+}
+
+static uint8_t *put_str(uint8_t *p, const char *s) {
+    size_t n = strlen(s);
+    if (n > 32) n = 32;
+    *p++ = (uint8_t)n;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static uint8_t *put_tensor(uint8_t *p, const infer_tensor_t *t) {
+    *p++ = t->dtype;
+    *p++ = t->rank;
+    for (int d = 0; d < t->rank; d++, p += 4) tp_put32(p, (uint32_t)t->dims[d]);
+    uint32_t scale_bits;
+    memcpy(&scale_bits, &t->scale, 4);
+    tp_put32(p, scale_bits);
+    tp_put32(p + 4, (uint32_t)t->zero_point);
+    tp_put32(p + 8, t->bytes);
+    return p + 12;
+}
+
+static void on_hello(const tp_frame_t *f) {
+    uint8_t *p = payload();
+    int ni = model_status == 0 ? infer_num_inputs() : 0;
+    int no = model_status == 0 ? infer_num_outputs() : 0;
+    p[0] = TP_PROTO_VERSION;
+    p[1] = port_counter_kind();
+    tp_put16(p + 2, TP_MAX_PAYLOAD);
+    tp_put32(p + 4, port_cpu_hz());
+    tp_put32(p + 8, port_uart_baud());
+    tp_put32(p + 12, port_uart_max_baud());
+    tp_put32(p + 16, infer_arena_bytes());
+    p[20] = (uint8_t)ni;
+    p[21] = (uint8_t)no;
+    p[22] = TP_MAX_RUNS;
+    p[23] = reset_reason;
+    tp_put32(p + 24, (uint32_t)model_status);
+    uint8_t *q = p + 28;
+    q = put_str(q, port_board_name());
+    q = put_str(q, infer_backend());
+    q = put_str(q, infer_model_hash());
+    infer_tensor_t t;
+    for (int i = 0; i < ni; i++) {
+        if (infer_input_info(i, &t) != 0 || (q - p) + 14 + 4 * t.rank > TP_MAX_PAYLOAD) break;
+        q = put_tensor(q, &t);
+    }
+    for (int i = 0; i < no; i++) {
+        if (infer_output_info(i, &t) != 0 || (q - p) + 14 + 4 * t.rank > TP_MAX_PAYLOAD) break;
+        q = put_tensor(q, &t);
+    }
+    send(TP_HELLO | TP_RESPONSE, f->seq, (uint16_t)(q - p));
+}
+
+static void on_set_baud(const tp_frame_t *f) {
+    if (f->len != 4) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    uint32_t baud = tp_get32(f->payload);
+    uint32_t old = port_uart_baud();
+    if (baud == 0 || baud > port_uart_max_baud()) { nak(f, TP_NAK_BAUD_UNSUPPORTED, baud); return; }
+    tp_put32(payload(), baud);
+    send(TP_SET_BAUD | TP_RESPONSE, f->seq, 4);
+    port_uart_flush();
+    if (baud != old && port_uart_set_baud(baud) == 0) {
+        baud_prev = old;
+        baud_switched_at = port_millis();
+        baud_probation = 1;
+    }
+}
+
+/* Request: u8 tensor, u8 reserved, u32 offset, data. Writing the same chunk twice is harmless. */
+static void on_load_input(const tp_frame_t *f) {
+    if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
+    if (f->len < 6) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    int idx = f->payload[0];
+    uint32_t off = tp_get32(f->payload + 2);
+    uint32_t n = (uint32_t)f->len - 6;
+    infer_tensor_t t;
+    if (idx >= infer_num_inputs() || infer_input_info(idx, &t) != 0) {
+        nak(f, TP_NAK_BAD_TENSOR, (uint32_t)idx);
+        return;
+    }
+    if (off > t.bytes || n > t.bytes - off) { nak(f, TP_NAK_OUT_OF_RANGE, off); return; }
+    memcpy(infer_input(idx) + off, f->payload + 6, n);
+    uint8_t *p = payload();
+    p[0] = (uint8_t)idx;
+    p[1] = 0;
+    tp_put32(p + 2, off);
+    tp_put16(p + 6, (uint16_t)n);
+    send(TP_LOAD_INPUT | TP_RESPONSE, f->seq, 8);
+}
+
+static uint32_t outputs_total(void) {
+    uint32_t total = 0;
+    infer_tensor_t t;
+    for (int i = 0; i < infer_num_outputs(); i++)
+        if (infer_output_info(i, &t) == 0) total += t.bytes;
+    return total;
+}
+
+/* Request: u16 runs. Response: u16 runs, u8 counter kind, u8 flags, i32 status,
+   u32 counter delta per run, then all outputs concatenated if they fit (flags bit 0). */
+static void on_infer(const tp_frame_t *f) {
+    if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
+    if (f->len != 2) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    uint16_t runs = tp_get16(f->payload);
+    if (runs == 0 || runs > TP_MAX_RUNS) { nak(f, TP_NAK_BAD_ARG, runs); return; }
+    uint32_t deltas[TP_MAX_RUNS];
+    int status = 0;
+    port_uart_flush(); /* the timed window must not overlap UART traffic */
+    for (uint16_t r = 0; r < runs && status == 0; r++) {
+        /* Start on a counter edge so coarse counters (timer ticks, micros) quantize the same
+           way every time. Free-running cycle counters change at once. */
+        uint32_t t0, edge = port_counter();
+        while ((t0 = port_counter()) == edge) {
+        }
+        status = infer_run();
+        deltas[r] = port_counter() - t0;
+        infer_runs++;
+    }
+    if (status != 0) { nak(f, TP_NAK_INFER_FAILED, (uint32_t)status); return; }
+    uint8_t *p = payload();
+    uint32_t head = 8u + 4u * runs, total = outputs_total();
+    int inline_out = head + total <= TP_MAX_PAYLOAD;
+    tp_put16(p, runs);
+    p[2] = port_counter_kind();
+    p[3] = inline_out ? 1 : 0;
+    tp_put32(p + 4, 0);
+    for (uint16_t r = 0; r < runs; r++) tp_put32(p + 8 + 4 * r, deltas[r]);
+    uint8_t *q = p + head;
+    if (inline_out) {
+        infer_tensor_t t;
+        for (int i = 0; i < infer_num_outputs(); i++) {
+            if (infer_output_info(i, &t) != 0) continue;
+            memcpy(q, infer_output(i), t.bytes);
+            q += t.bytes;
+        }
+    }
+    send(TP_INFER | TP_RESPONSE, f->seq, (uint16_t)(q - p));
+}
+
+/* Request: u8 tensor, u8 reserved, u32 offset, u16 len. Response: u8, u8, u32 offset, data. */
+static void on_read_output(const tp_frame_t *f) {
+    if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
+    if (f->len != 8) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    int idx = f->payload[0];
+    uint32_t off = tp_get32(f->payload + 2);
+    uint32_t n = tp_get16(f->payload + 6);
+    infer_tensor_t t;
+    if (idx >= infer_num_outputs() || infer_output_info(idx, &t) != 0) {
+        nak(f, TP_NAK_BAD_TENSOR, (uint32_t)idx);
+        return;
+    }
+    if (n > TP_MAX_PAYLOAD - 6 || off > t.bytes || n > t.bytes - off) {
+        nak(f, TP_NAK_OUT_OF_RANGE, off);
+        return;
+    }
+    uint8_t *p = payload();
+    p[0] = (uint8_t)idx;
+    p[1] = 0;
+    tp_put32(p + 2, off);
+    memcpy(p + 6, infer_output(idx) + off, n);
+    send(TP_READ_OUTPUT | TP_RESPONSE, f->seq, (uint16_t)(6 + n));
+}
+
+static void on_stats(const tp_frame_t *f) {
+    uint32_t v[] = {parser.frames, parser.bad_header, parser.bad_crc, parser.dropped,
+                    tx_frames, naks, replays, infer_runs, port_millis()};
+    uint8_t *p = payload();
+    for (unsigned i = 0; i < sizeof v / sizeof v[0]; i++) tp_put32(p + 4 * i, v[i]);
+    p[4 * (sizeof v / sizeof v[0])] = reset_reason;
+    send(TP_STATS | TP_RESPONSE, f->seq, (uint16_t)(4 * (sizeof v / sizeof v[0]) + 1));
+}
+
+static void on_reset(const tp_frame_t *f) {
+    send(TP_RESET | TP_RESPONSE, f->seq, 0);
+    port_uart_flush();
+    port_reset();
+}
+
+static void handle(const tp_frame_t *f) {
+    if (baud_probation) baud_probation = 0; /* the new rate works */
+    /* A repeated request (same type and seq as the last one) means our answer got lost:
+       send it again instead of doing the work twice. HELLO and RESET always run. */
+    if (last_valid && f->type == last_type && f->seq == last_seq && f->type != TP_HELLO &&
+        f->type != TP_RESET && tx_len) {
+        port_uart_write(tx, tx_len);
+        replays++;
+        tx_frames++;
+        return;
+    }
+    last_valid = 1;
+    last_type = f->type;
+    last_seq = f->seq;
+    switch (f->type) {
+        case TP_HELLO: on_hello(f); break;
+        case TP_SET_BAUD: on_set_baud(f); break;
+        case TP_LOAD_INPUT: on_load_input(f); break;
+        case TP_INFER: on_infer(f); break;
+        case TP_READ_OUTPUT: on_read_output(f); break;
+        case TP_STATS: on_stats(f); break;
+        case TP_RESET: on_reset(f); break;
+        default: nak(f, TP_NAK_UNKNOWN_TYPE, f->type); break;
+    }
+}
+
+void app_setup(void) {
+    port_init();
+    reset_reason = port_reset_reason();
+    tp_parser_init(&parser);
+    last_valid = 0;
+    tx_len = 0;
+    tx_frames = naks = replays = infer_runs = 0;
+    baud_probation = 0;
+    model_status = infer_init();
+    uint8_t *p = payload();
+    p[0] = TP_PROTO_VERSION;
+    p[1] = reset_reason;
+    tp_put32(p + 2, (uint32_t)model_status);
+    send(TP_BOOT, 0, 6);
+    tx_len = 0;
+}
+
+void app_loop(void) {
+    tp_frame_t f;
+    int c;
+    while ((c = port_uart_read()) >= 0)
+        if (tp_parser_feed(&parser, (uint8_t)c, &f)) handle(&f);
+    if (baud_probation && port_millis() - baud_switched_at > BAUD_FALLBACK_MS) {
+        baud_probation = 0;
+        port_uart_set_baud(baud_prev);
+    }
+}

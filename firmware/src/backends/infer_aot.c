@@ -1,0 +1,82 @@
+/* Inference backend over an AOT-compiled model (tp_* API from `tinypipe export`). */
+#include <string.h>
+
+#include "../infer.h"
+#include "tp_model.h"
+
+#ifndef TP_MAX_IO
+#define TP_MAX_IO 4
+#endif
+
+typedef struct {
+    uint8_t dtype;
+    uint8_t rank;
+    int32_t dims[INFER_MAX_RANK];
+    float scale;
+    int32_t zero_point;
+} io_meta_t;
+
+#define META(P, N)                                                                       \
+    {P##N##_TYPE, P##N##_RANK, P##N##_SHAPE, P##N##_SCALE, P##N##_ZERO_POINT}
+
+static const io_meta_t in_meta[] = {
+    META(TP_INPUT, 0),
+#if defined(TP_INPUT1_RANK)
+    META(TP_INPUT, 1),
+#endif
+#if defined(TP_INPUT2_RANK)
+    META(TP_INPUT, 2),
+#endif
+#if defined(TP_INPUT3_RANK)
+    META(TP_INPUT, 3),
+#endif
+};
+
+static const io_meta_t out_meta[] = {
+    META(TP_OUTPUT, 0),
+#if defined(TP_OUTPUT1_RANK)
+    META(TP_OUTPUT, 1),
+#endif
+#if defined(TP_OUTPUT2_RANK)
+    META(TP_OUTPUT, 2),
+#endif
+#if defined(TP_OUTPUT3_RANK)
+    META(TP_OUTPUT, 3),
+#endif
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+int infer_init(void) { return tp_init(); }
+int infer_run(void) { return tp_invoke(); }
+int infer_num_inputs(void) { return tp_num_inputs() < COUNT(in_meta) ? tp_num_inputs() : COUNT(in_meta); }
+int infer_num_outputs(void) {
+    return tp_num_outputs() < COUNT(out_meta) ? tp_num_outputs() : COUNT(out_meta);
+}
+uint8_t *infer_input(int i) { return (uint8_t *)tp_input(i); }
+const uint8_t *infer_output(int i) { return (const uint8_t *)tp_output(i); }
+
+static int fill(const io_meta_t *m, uint32_t bytes, infer_tensor_t *t) {
+    memset(t, 0, sizeof(*t));
+    t->dtype = m->dtype;
+    t->rank = m->rank > INFER_MAX_RANK ? INFER_MAX_RANK : m->rank;
+    memcpy(t->dims, m->dims, sizeof(int32_t) * t->rank);
+    t->scale = m->scale;
+    t->zero_point = m->zero_point;
+    t->bytes = bytes;
+    return 0;
+}
+
+int infer_input_info(int i, infer_tensor_t *t) {
+    if (i < 0 || i >= infer_num_inputs()) return -1;
+    return fill(&in_meta[i], (uint32_t)tp_input_bytes(i), t);
+}
+
+int infer_output_info(int i, infer_tensor_t *t) {
+    if (i < 0 || i >= infer_num_outputs()) return -1;
+    return fill(&out_meta[i], (uint32_t)tp_output_bytes(i), t);
+}
+
+const char *infer_backend(void) { return "aot"; }
+const char *infer_model_hash(void) { return TP_MODEL_HASH; }
+uint32_t infer_arena_bytes(void) { return (uint32_t)TP_ARENA_BYTES; }

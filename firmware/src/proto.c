@@ -1,0 +1,89 @@
+/* Frame parser and encoder for protocol v1. Bounded buffer, no heap, resyncs after garbage. */
+#include "proto.h"
+
+#include <string.h>
+
+uint8_t tp_crc8(const uint8_t *p, size_t n) {
+    /* CRC-8, poly 0x07, init 0x00 (CRC-8/SMBUS). */
+    uint8_t crc = 0;
+    while (n--) {
+        crc ^= *p++;
+        for (int b = 0; b < 8; b++) crc = (uint8_t)((crc & 0x80) ? (crc << 1) ^ 0x07 : crc << 1);
+    }
+    return crc;
+}
+
+uint16_t tp_crc16(const uint8_t *p, size_t n) {
+    /* CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no xorout. */
+    uint16_t crc = 0xFFFF;
+    while (n--) {
+        crc ^= (uint16_t)(*p++ << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t)((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+void tp_parser_init(tp_parser_t *p) { memset(p, 0, sizeof(*p)); }
+
+static void drop(tp_parser_t *p, uint16_t k) {
+    if (k > p->n) k = p->n;
+    memmove(p->buf, p->buf + k, (size_t)(p->n - k));
+    p->n = (uint16_t)(p->n - k);
+}
+
+/* Skip to the next possible sync byte after position 0, counting what was skipped. */
+static void skip(tp_parser_t *p) {
+    const uint8_t *q = p->n > 1 ? memchr(p->buf + 1, TP_SYNC0, (size_t)(p->n - 1)) : NULL;
+    uint16_t k = q ? (uint16_t)(q - p->buf) : p->n;
+    p->dropped += k;
+    drop(p, k);
+}
+
+int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
+    if (p->pending) {
+        drop(p, p->pending);
+        p->pending = 0;
+    }
+    if (p->n >= TP_FRAME_MAX) skip(p); /* cannot happen with valid headers; stay bounded anyway */
+    p->buf[p->n++] = byte;
+    for (;;) {
+        if (p->n == 0) return 0;
+        if (p->buf[0] != TP_SYNC0) { skip(p); continue; }
+        if (p->n < 2) return 0;
+        if (p->buf[1] != TP_SYNC1) { skip(p); continue; }
+        if (p->n < TP_HEADER_BYTES) return 0;
+        uint16_t len = tp_get16(p->buf + 4);
+        if (tp_crc8(p->buf + 2, 4) != p->buf[6] || len > TP_MAX_PAYLOAD) {
+            p->bad_header++;
+            skip(p);
+            continue;
+        }
+        uint16_t total = (uint16_t)(TP_HEADER_BYTES + len + TP_TRAILER_BYTES);
+        if (p->n < total) return 0;
+        uint16_t crc = tp_crc16(p->buf + 2, (size_t)(TP_HEADER_BYTES - 2 + len));
+        if (crc != tp_get16(p->buf + TP_HEADER_BYTES + len)) {
+            p->bad_crc++;
+            skip(p);
+            continue;
+        }
+        f->type = p->buf[2];
+        f->seq = p->buf[3];
+        f->len = len;
+        f->payload = p->buf + TP_HEADER_BYTES;
+        p->pending = total;
+        p->frames++;
+        return 1;
+    }
+}
+
+size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len) {
+    frame[0] = TP_SYNC0;
+    frame[1] = TP_SYNC1;
+    frame[2] = type;
+    frame[3] = seq;
+    tp_put16(frame + 4, len);
+    frame[6] = tp_crc8(frame + 2, 4);
+    tp_put16(frame + TP_HEADER_BYTES + len, tp_crc16(frame + 2, (size_t)(TP_HEADER_BYTES - 2 + len)));
+    return (size_t)(TP_HEADER_BYTES + len + TP_TRAILER_BYTES);
+}

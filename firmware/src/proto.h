@@ -1,0 +1,89 @@
+/* tinypipe serial protocol v1: framing, CRCs and constants (see docs/protocol.md). */
+#ifndef TP_PROTO_H
+#define TP_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TP_PROTO_VERSION 1
+#define TP_SYNC0 0xA5
+#define TP_SYNC1 0x5A
+#define TP_HEADER_BYTES 7   /* sync0 sync1 type seq len_lo len_hi hcrc8 */
+#define TP_TRAILER_BYTES 2  /* crc16 (LE) over everything after the sync bytes */
+#ifndef TP_MAX_PAYLOAD
+#define TP_MAX_PAYLOAD 1024
+#endif
+#define TP_FRAME_MAX (TP_HEADER_BYTES + TP_MAX_PAYLOAD + TP_TRAILER_BYTES)
+
+/* Frame types. A response carries the request type | TP_RESPONSE. */
+enum {
+    TP_HELLO = 0x01,
+    TP_SET_BAUD = 0x02,
+    TP_LOAD_INPUT = 0x03,
+    TP_INFER = 0x04,
+    TP_READ_OUTPUT = 0x05,
+    TP_STATS = 0x06,
+    TP_RESET = 0x07,
+    TP_BOOT = 0x70,   /* unsolicited, sent once after every boot */
+    TP_NAK = 0x7F,
+    TP_RESPONSE = 0x80
+};
+
+/* NAK reason codes. */
+enum {
+    TP_NAK_UNKNOWN_TYPE = 1,
+    TP_NAK_BAD_LENGTH = 2,
+    TP_NAK_BAD_TENSOR = 3,
+    TP_NAK_OUT_OF_RANGE = 4,
+    TP_NAK_BAD_ARG = 5,
+    TP_NAK_INFER_FAILED = 6,
+    TP_NAK_BAUD_UNSUPPORTED = 7,
+    TP_NAK_NOT_READY = 8
+};
+
+#define TP_MAX_RUNS 32
+
+typedef struct {
+    uint8_t type;
+    uint8_t seq;
+    uint16_t len;
+    const uint8_t *payload;
+} tp_frame_t;
+
+typedef struct {
+    uint8_t buf[TP_FRAME_MAX];
+    uint16_t n;        /* bytes buffered */
+    uint16_t pending;  /* size of the frame handed out last, dropped on the next feed */
+    uint32_t frames;
+    uint32_t bad_header;
+    uint32_t bad_crc;
+    uint32_t dropped;  /* bytes skipped while hunting for a frame */
+} tp_parser_t;
+
+uint8_t tp_crc8(const uint8_t *p, size_t n);
+uint16_t tp_crc16(const uint8_t *p, size_t n);
+void tp_parser_init(tp_parser_t *p);
+/* Feed one byte. Returns 1 and fills *f when a valid frame completes; f->payload stays valid
+   until the next call. Garbage and corrupt frames are skipped (counted), never fatal. */
+int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f);
+/* Write header and CRC around a payload already placed at frame + TP_HEADER_BYTES.
+   Returns the total frame size. */
+size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len);
+
+static inline void tp_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void tp_put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline uint16_t tp_get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t tp_get32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
