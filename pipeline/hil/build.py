@@ -1,0 +1,112 @@
+"""Firmware builds through PlatformIO: export the model, run `pio run -e ENV`, find the ELF."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import BuildError
+
+REPO = Path(__file__).resolve().parents[2]
+Progress = Callable[[str], None]
+
+
+def pio_executable() -> str:
+    """The `pio` next to this Python, else the one on PATH."""
+    local = Path(sys.executable).parent / "pio"
+    if local.exists():
+        return str(local)
+    found = shutil.which("pio") or shutil.which("platformio")
+    if not found:
+        raise BuildError("PlatformIO not found; pip install platformio")
+    return found
+
+
+def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for an offline, quiet, project-local PlatformIO."""
+    env = dict(os.environ)
+    env.setdefault("PLATFORMIO_CORE_DIR", str(REPO / ".pio-core"))
+    env.update(PLATFORMIO_DISABLE_UPGRADE_CHECK="true", PLATFORMIO_SETTING_ENABLE_TELEMETRY="no",
+               PLATFORMIO_NO_ANSI="true", PLATFORMIO_DISABLE_PROGRESSBAR="true")
+    env.update(extra or {})
+    return env
+
+
+def bootstrap() -> None:
+    """Seed tool-scons into the core dir (fast no-op when done)."""
+    script = REPO / "scripts" / "pio_bootstrap.sh"
+    proc = subprocess.run(["bash", str(script), sys.executable], capture_output=True, text=True,
+                          env=pio_env())
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BuildError(f"{script.relative_to(REPO)} failed: {last}")
+
+
+def model_hash(model: bytes | str | Path) -> str:
+    """First 16 hex chars of the .tflite's sha256 (what the firmware reports)."""
+    data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def export_model(model: bytes | str | Path, out_dir: Path, backend: str = "aot") -> Path:
+    """Write the model's C sources for `backend` into out_dir; returns the folder."""
+    if backend != "aot":
+        raise BuildError(f"backend {backend!r} is not available yet (only 'aot')")
+    try:
+        from pipeline.aot import export_aot
+    except ImportError as e:
+        raise BuildError(f"AOT compiler unavailable ({e})") from None
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    export_aot(model, out_dir, prefix="tp")
+    return out_dir
+
+
+def find_elf(build_dir: Path, env: str) -> Path:
+    """The linked firmware of `env` inside a PlatformIO build dir."""
+    for name in ("program.elf", "firmware.elf"):
+        elf = build_dir / env / name
+        if elf.is_file():
+            return elf
+    raise BuildError(f"{build_dir / env}: no ELF after the build")
+
+
+def build(env: str, model: bytes | str | Path | None, backend: str = "aot",
+          out: str | Path | None = None, progress: Progress | None = None,
+          jobs: int | None = None) -> Path:
+    """Export `model` (None = firmware/test_model), build env `env`, return the ELF path."""
+    say = progress or (lambda _msg: None)
+    out = Path(out) if out else REPO / "build" / "firmware" / env
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"PLATFORMIO_BUILD_DIR": str(out / "pio"), "TINYPIPE_BACKEND": backend}
+    if model is not None:
+        say(f"exporting model ({backend})")
+        extra["TINYPIPE_MODEL_DIR"] = str(export_model(model, out / "model", backend))
+    else:
+        extra["TINYPIPE_MODEL_DIR"] = str(REPO / "firmware" / "test_model")
+    say("preparing PlatformIO")
+    bootstrap()
+    cmd = [pio_executable(), "run", "-e", env, "-d", str(REPO)]
+    if jobs:
+        cmd += ["-j", str(jobs)]
+    say(f"building {env}")
+    log = out / "build.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=pio_env(extra), cwd=REPO)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if line.startswith(("Compiling", "Linking", "Archiving")):
+                say(line.strip())
+        proc.wait()
+    if proc.returncode != 0:
+        errors = [ln for ln in log.read_text().splitlines() if "error" in ln.lower()]
+        first = errors[0].strip() if errors else "see the log"
+        raise BuildError(f"pio run -e {env} failed: {first} (log: {log})")
+    return find_elf(out / "pio", env)

@@ -1,0 +1,185 @@
+"""Stream a data set through a board, compare every output with the host TFLM interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError, DeviceError, ModelError
+from pipeline.hil import build as fwbuild
+from pipeline.hil.boards import BoardSpec, board
+from pipeline.hil.devices import find_port
+from pipeline.hil.emulator import Emulator
+from pipeline.hil.link import Link
+from pipeline.hil.report import write_report
+from pipeline.hil.stats import summarize
+
+# progress(done, total, message)
+Progress = Callable[[int, int, str], None]
+
+
+def model_bytes(model: bytes | str | Path) -> bytes:
+    """A .tflite's bytes from bytes, a .tflite path, or a run folder holding model.tflite."""
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    path = Path(model)
+    if path.is_dir():
+        path = path / "model.tflite"
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
+
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """`x` (input tensors, model dtype) and optional `y` (labels) from an .npz."""
+    try:
+        with np.load(path) as z:
+            if "x" not in z.files:
+                raise DataError(f"{path}: no array 'x' (found: {', '.join(z.files)})")
+            return z["x"], (z["y"] if "y" in z.files else None)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read npz ({e})") from None
+
+
+def flash_firmware(env: str, elf: str | Path, port: str | None = None) -> Emulator | None:
+    """Put `elf` on the board. Emulator envs: returns a started Emulator (a context manager)."""
+    spec = board(env)
+    if spec.emulated:
+        assert spec.machine is not None
+        return Emulator(spec.machine, Path(elf)).start()
+    build_dir = Path(elf).parent.parent
+    cmd = [fwbuild.pio_executable(), "run", "-e", env, "-t", "upload", "-d", str(fwbuild.REPO)]
+    if port:
+        cmd += ["--upload-port", port]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=fwbuild.pio_env({"PLATFORMIO_BUILD_DIR": str(build_dir)}))
+    if proc.returncode != 0:
+        last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise DeviceError(f"flashing {env} failed: {last}")
+    return None
+
+
+def _check_device(link: Link, spec: BoardSpec, want_hash: str, x: np.ndarray) -> None:
+    info = link.hello_info
+    assert info is not None
+    if info.model_status != 0:
+        raise DeviceError(f"{link.url}: the model failed to initialise on the board "
+                          f"(status {info.model_status}); is the arena big enough?")
+    if info.model_hash != want_hash:
+        raise DeviceError(f"{link.url}: board runs model {info.model_hash}, expected {want_hash}; "
+                          f"flash it: tinypipe flash --env {spec.env} --model ...")
+    t = info.inputs[0]
+    if x.dtype != np.dtype(t.np_dtype) or x[0].size * x.itemsize != t.bytes:
+        raise DataError(f"samples are {x.dtype} {x.shape[1:]}, the board's input is "
+                        f"{np.dtype(t.np_dtype).name} {list(t.shape)}")
+
+
+def stream(link: Link, x: np.ndarray, counter: str, progress: Progress | None = None,
+           records: list[dict] | None = None, labels: np.ndarray | None = None) -> list[dict]:
+    """Load, infer and read back every sample; appends to and returns `records`."""
+    records = [] if records is None else records
+    for i in range(len(records), len(x)):
+        link.load_input(0, np.ascontiguousarray(x[i]).tobytes())
+        res, outs = link.infer(1)
+        out0 = outs[0]
+        rec = {"index": i, "output": out0.ravel().tolist(), counter: int(res.counters[0]),
+               "label": None if labels is None else int(labels[i]),
+               "prediction": int(np.argmax(out0.ravel()))}
+        if len(outs) > 1:
+            rec["outputs"] = [o.ravel().tolist() for o in outs]
+        records.append(rec)
+        if progress:
+            progress(i + 1, len(x), "")
+    return records
+
+
+def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
+            port: str | None = None, limit: int | None = None,
+            out_dir: str | Path = "runs/hil", flash: bool = True, *,
+            samples: np.ndarray | None = None, labels: np.ndarray | None = None,
+            backend: str = "aot", elf: str | Path | None = None,
+            progress: Progress | None = None, build_progress: Callable[[str], None] | None = None,
+            timeout: float | None = None) -> dict:
+    """Run a data set on a board (or QEMU), write DIR/hil.json, hil.md, latency.png.
+
+    `data` is an .npz with `x` (inputs in the model's dtype/shape) and optional `y`; callers
+    with their own preprocessing pass `samples` (and `labels`) instead. A board lost mid-run
+    still leaves a report of the samples done, then the DeviceError is raised.
+    """
+    from pipeline.tflm import run_tflm
+
+    spec = board(env)
+    tfl = model_bytes(model)
+    if samples is None:
+        if data is None:
+            raise DataError("give a data set (.npz with x[, y]) or samples")
+        samples, labels = load_npz(data)
+    x = np.asarray(samples)
+    if limit is not None:
+        x = x[:limit]
+        labels = None if labels is None else np.asarray(labels)[:limit]
+    if len(x) == 0:
+        raise DataError("no samples to run")
+    want_hash = fwbuild.model_hash(tfl)
+    say = build_progress or (lambda _m: None)
+    say("host reference (TFLM)")
+    reference = run_tflm(tfl, [x]).outputs[0]
+
+    records: list[dict] = []
+    device: dict = {"env": env}
+    with ExitStack() as stack:
+        url = port
+        if flash:
+            fw = Path(elf) if elf else fwbuild.build(env, tfl, backend=backend,
+                                                     out=Path(out_dir) / "firmware",
+                                                     progress=say)
+            say(f"flashing {env}")
+            emu = flash_firmware(env, fw, port)
+            if emu is not None:
+                stack.enter_context(emu)
+                url = emu.url
+        if url is None:
+            if spec.emulated:
+                raise DeviceError(f"{env} is an emulator: flash it (drop --no-flash) or pass "
+                                  "--port socket://127.0.0.1:PORT of a running QEMU")
+            url = find_port(env)
+        link = stack.enter_context(Link(url, baud=spec.baud,
+                                        timeout=timeout or spec.timeout).open())
+        if spec.boot_wait:
+            time.sleep(spec.boot_wait)
+        info = link.hello(timeout=max(2.0, timeout or spec.timeout))
+        device.update(board=info.board, backend=info.backend, model_hash=info.model_hash,
+                      cpu_hz=info.cpu_hz, arena_bytes=info.arena_bytes,
+                      counter=info.counter_kind,
+                      inputs=[t.to_dict() for t in info.inputs],
+                      outputs=[t.to_dict() for t in info.outputs])
+        _check_device(link, spec, want_hash, x)
+        if spec.fast_baud and info.max_baud >= spec.fast_baud:
+            link.set_baud(spec.fast_baud)
+        t0 = time.monotonic()
+        lost: DeviceError | None = None
+        try:
+            stream(link, x, info.counter_kind, progress, records, labels)
+        except DeviceError as e:
+            lost = e
+        wall = time.monotonic() - t0
+        if lost is None:
+            device["device_stats"] = link.stats_device()
+        device["link_stats"] = asdict(link.stats)
+        summary = summarize(records, reference, labels, info.counter_kind, info.cpu_hz, wall,
+                            len(x))
+        write_report(out_dir, records, summary, device)
+        if lost is not None:
+            raise DeviceError(f"{lost} ({len(records)}/{len(x)} samples done; partial report "
+                              f"in {out_dir})")
+    return summary
+
+
+flash = flash_firmware
