@@ -1,0 +1,147 @@
+"""Ahead-of-time compiler: int8 .tflite -> dependency-free C99, bit-exact with TFLite Micro.
+
+    export_aot(model, out_dir, prefix="tp") -> AotResult
+    check_supported(model) -> None   (raises UnsupportedOpError)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.aot import emit
+from pipeline.aot.graph import Graph, load_graph
+from pipeline.aot.ops import Kernel, Unsupported, lower
+from pipeline.aot.planner import Step, plan
+from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
+
+__all__ = ["AotResult", "export_aot", "check_supported", "KERNELS_DIR"]
+
+KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
+_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class AotResult:
+    """What export_aot wrote and measured."""
+
+    out_dir: Path
+    files: list[Path]
+    arena_bytes: int
+    weights_bytes: int
+    ops: list[str] = field(default_factory=list)      # op names in execution order
+    kernels: list[str] = field(default_factory=list)  # tinykernels sources used (tk_conv, ...)
+
+
+def _read(model: bytes | str | Path) -> tuple[bytes, str]:
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model), "<model bytes>"
+    path = Path(model)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
+
+
+def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
+    if getattr(g, "extra_subgraphs", 0):
+        raise UnsupportedOpError(f"{g.name}: models with more than one subgraph are not supported "
+                                 "by the AOT backend; use --backend tflm")
+    for k, tid in enumerate(g.inputs + g.outputs):
+        t = g.tensors[tid]
+        if t.dtype not in ("int8", "float32") or any(d <= 0 for d in t.shape):
+            what = "input" if k < len(g.inputs) else "output"
+            raise UnsupportedOpError(
+                f"{g.name}: model {what} '{t.name}' ({t.dtype} {list(t.shape)}) is not supported "
+                "by the AOT backend; use --backend tflm")
+    out = []
+    for op in g.ops:
+        try:
+            out.append((op.index, lower(g, op)))
+        except Unsupported as e:
+            why = f" {e}" if str(e) else ""
+            raise UnsupportedOpError(f"{g.name}: op #{op.index} {op.name}{why} is not supported by "
+                                     "the AOT backend; use --backend tflm") from None
+    return out
+
+
+def check_supported(model: bytes | str | Path) -> None:
+    """Raise UnsupportedOpError (one line, naming op, index and model) unless fully supported."""
+    data, name = _read(model)
+    _lower_all(load_graph(data, name))
+
+
+def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash: str,
+           tmp: Path) -> AotResult:
+    names = emit.Names(prefix)
+    # Constants read by kernels become weight arrays; aliases of constants point at them.
+    const_of: dict[int, int] = {}
+    for _, k in kernels:
+        for tid in k.inputs:
+            if tid >= 0 and g.tensors[tid].is_const:
+                const_of[tid] = tid
+        if k.alias and k.inputs[0] in const_of:
+            const_of[k.outputs[0]] = const_of[k.inputs[0]]
+    steps = [Step(k.inputs, k.outputs, k.alias, k.inplace) for _, k in kernels]
+    nbytes = {}
+    for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
+        if tid >= 0 and tid not in const_of:
+            nbytes[tid] = g.tensors[tid].nbytes
+    p = plan(steps, nbytes, g.inputs, g.outputs)
+
+    weight_ids = sorted({c for c in const_of.values()})
+    weights, wbytes = emit.weights_source(g, weight_ids, names)
+    decls, body = emit.invoke_source(g, kernels, p, const_of, names)
+    op_names = [g.ops[i].name for i, _ in kernels]
+    families = sorted({k.family for _, k in kernels if k.family})
+
+    files = []
+    hdr = tmp / f"{prefix}_model.h"
+    hdr.write_text(emit.header_source(g, p, names, model_hash, wbytes, op_names))
+    src = tmp / f"{prefix}_model.c"
+    src.write_text(emit.model_source(g, p, names, weights, decls, body,
+                                     any("memcpy" in line for line in body)))
+    files += [hdr, src]
+    for fname in list(_COMMON_FILES) + [f"{f}.c" for f in families]:
+        s = KERNELS_DIR / fname
+        if not s.is_file():
+            raise ModelError(f"{s}: tinykernels source missing from the installation")
+        shutil.copyfile(s, tmp / fname)
+        files.append(tmp / fname)
+    return AotResult(tmp, files, p.total, wbytes, op_names, families)
+
+
+def export_aot(model: bytes | str | Path, out_dir: str | Path, prefix: str = "tp") -> AotResult:
+    """Compile `model` to C in `out_dir` (created or updated; nothing is written on failure)."""
+    if not _IDENT.match(prefix):
+        raise ConfigError(f"--prefix {prefix!r}: must be a C identifier")
+    data, name = _read(model)
+    g = load_graph(data, name)
+    kernels = _lower_all(g)
+    model_hash = hashlib.sha256(data).hexdigest()[:16]
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        res = _build(g, kernels, prefix, model_hash, tmp)
+        if not out_dir.exists():
+            os.replace(tmp, out_dir)
+        else:
+            keep = {f.name for f in res.files}
+            # Kernel sources from an earlier export that this model no longer needs.
+            for old in out_dir.glob("tk_*.c"):
+                if old.name not in keep and (KERNELS_DIR / old.name).is_file():
+                    old.unlink()
+            for f in res.files:
+                os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res.out_dir = out_dir
+    res.files = [out_dir / f.name for f in res.files]
+    return res

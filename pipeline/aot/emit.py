@@ -1,0 +1,219 @@
+"""Write the generated C: public header, model source (weights, arena, invoke)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.aot.graph import Graph, Tensor
+from pipeline.aot.ops import Kernel, c_float
+from pipeline.aot.planner import Plan
+
+_CTYPE = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+          "float32": "float", "int64": "int64_t", "bool": "uint8_t"}
+# TFLite TensorType numbering, so the values mean the same thing as in the .tflite.
+TYPE_CODES = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9}
+
+
+def ctype(t: Tensor) -> str:
+    return _CTYPE[t.dtype]
+
+
+class Names:
+    """C identifiers derived from the user's prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.p = prefix
+        self.P = prefix.upper()
+
+    def weight(self, tid: int) -> str:
+        return f"{self.p}_w{tid}"
+
+
+def _array_body(values: np.ndarray, per_line: int = 24) -> str:
+    vals = values.ravel().tolist()
+    if values.dtype == np.float32:
+        items = [c_float(v) for v in vals]
+    else:
+        items = [str(int(v)) for v in vals]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return "  " + ",\n  ".join(lines)
+
+
+def weights_source(g: Graph, const_ids: list[int], names: Names) -> tuple[list[str], int]:
+    """Const arrays for the weight tensors the kernels read, and their total size."""
+    out, total = [], 0
+    for tid in const_ids:
+        t = g.tensors[tid]
+        data = np.asarray(t.data)
+        total += data.nbytes
+        out.append(f"/* {t.name} {list(t.shape)} */")
+        out.append(f"static const {ctype(t)} {names.weight(tid)}[{max(data.size, 1)}] = {{\n"
+                   f"{_array_body(data) if data.size else '  0'}\n}};")
+    return out, total
+
+
+def _pointer(g: Graph, tid: int, plan: Plan, const_of: dict[int, int], names: Names,
+             write: bool) -> str:
+    t = g.tensors[tid]
+    ct = ctype(t)
+    if tid in const_of:
+        return f"(const {ct} *){names.weight(const_of[tid])}"
+    qual = "" if write else "const "
+    return f"({qual}{ct} *)({names.p}_arena + {plan.offsets[tid]})"
+
+
+def invoke_source(g: Graph, kernels: list[tuple[int, Kernel]], plan: Plan,
+                  const_of: dict[int, int], names: Names) -> tuple[list[str], list[str]]:
+    """Per-op declarations and the body of <prefix>_invoke()."""
+    decls, body = [], []
+    for i, k in kernels:
+        op = g.ops[i]
+        tag = f"{names.p}_op{i}_"
+
+        def subst(s: str, k=k, tag=tag) -> str:
+            s = s.replace("@op@", tag)
+            for j, tid in enumerate(k.inputs):
+                s = s.replace(f"@in{j}@", _pointer(g, tid, plan, const_of, names, False))
+            for j, tid in enumerate(k.outputs):
+                s = s.replace(f"@out{j}@", _pointer(g, tid, plan, const_of, names, True))
+            return s
+
+        decls += [subst(d) for d in k.decls]
+        if k.alias:
+            src, dst = k.inputs[0], k.outputs[0]
+            if dst in const_of or plan.offsets.get(dst) == plan.offsets.get(src):
+                body.append(f"  /* op {i}: {op.name} (aliased, no code) */")
+                continue
+            # Not sharing memory (e.g. a model input reshaped straight into an output): copy.
+            nbytes = g.tensors[dst].nbytes
+            body.append(f"  /* op {i}: {op.name} */")
+            body.append(f"  memcpy({names.p}_arena + {plan.offsets[dst]}, "
+                        f"{_pointer(g, src, plan, const_of, names, False)}, {nbytes});")
+            continue
+        body.append(f"  /* op {i}: {op.name} */")
+        body += ["  " + subst(c) for c in k.code]
+    return decls, body
+
+
+def _io_macros(g: Graph, names: Names, kind: str, tids: list[int], plan: Plan) -> list[str]:
+    P = names.P
+    lines = []
+    for k, tid in enumerate(tids):
+        t = g.tensors[tid]
+        m = f"{P}_{kind}{k}"
+        shape = list(t.shape) or [1]
+        lines.append(f"/* {kind.lower()} {k}: '{t.name}' {t.dtype} {list(t.shape)} */")
+        lines.append(f"#define {m}_RANK {len(t.shape)}")
+        for d, v in enumerate(shape):
+            lines.append(f"#define {m}_DIM{d} {v}")
+        lines.append(f"#define {m}_SHAPE {{{', '.join(str(v) for v in shape)}}}")
+        lines.append(f"#define {m}_ELEMENTS {t.size}")
+        lines.append(f"#define {m}_BYTES {t.nbytes}")
+        lines.append(f"#define {m}_TYPE {P}_TYPE_{t.dtype.upper()}")
+        lines.append(f"#define {m}_TYPE_{t.dtype.upper()} 1")
+        lines.append(f"#define {m}_SCALE {c_float(t.scale)} /* {float(np.float32(t.scale)):.9g} */")
+        lines.append(f"#define {m}_ZERO_POINT {t.zero_point}")
+        lines.append(f"#define {m}_OFFSET {plan.offsets[tid]}")
+        lines.append("")
+    return lines
+
+
+def header_source(g: Graph, plan: Plan, names: Names, model_hash: str, weights_bytes: int,
+                  op_names: list[str]) -> str:
+    p, P = names.p, names.P
+    guard = f"{P}_MODEL_H"
+    types = [f"#define {P}_TYPE_{k.upper()} {v}" for k, v in TYPE_CODES.items()]
+    return "\n".join([
+        f"/* Generated by tinypipe (AOT backend). Do not edit. {len(op_names)} ops. */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        f'#define {P}_MODEL_HASH "{model_hash}"',
+        f"#define {P}_ARENA_BYTES {plan.total}",
+        f"#define {P}_WEIGHTS_BYTES {weights_bytes}",
+        f"#define {P}_NUM_OPS {len(op_names)}",
+        f"#define {P}_NUM_INPUTS {len(g.inputs)}",
+        f"#define {P}_NUM_OUTPUTS {len(g.outputs)}",
+        "",
+        "/* Element types (TFLite TensorType codes). */",
+        *types,
+        "",
+        *_io_macros(g, names, "INPUT", g.inputs, plan),
+        *_io_macros(g, names, "OUTPUT", g.outputs, plan),
+        "/* Returns 0. Call once before the first invoke. */",
+        f"int {p}_init(void);",
+        "/* Runs the model on the current input buffers; returns 0 on success. */",
+        f"int {p}_invoke(void);",
+        f"int {p}_num_inputs(void);",
+        f"int {p}_num_outputs(void);",
+        "/* Buffers live in the static arena; NULL for an out-of-range index. */",
+        f"void *{p}_input(int i);",
+        f"const void *{p}_output(int i);",
+        f"size_t {p}_input_bytes(int i);",
+        f"size_t {p}_output_bytes(int i);",
+        "",
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif /* {guard} */",
+        "",
+    ])
+
+
+def _switch(fn: str, ret: str, cases: list[str], default: str) -> list[str]:
+    lines = [f"{ret} {fn}(int i) {{", "  switch (i) {"]
+    lines += [f"    case {k}: return {c};" for k, c in enumerate(cases)]
+    lines += [f"    default: return {default};", "  }", "}", ""]
+    return lines
+
+
+def model_source(g: Graph, plan: Plan, names: Names, weights: list[str], decls: list[str],
+                 body: list[str], needs_memcpy: bool) -> str:
+    p, P = names.p, names.P
+    ins = [f"{p}_arena + {plan.offsets[t]}" for t in g.inputs]
+    outs = [f"{p}_arena + {plan.offsets[t]}" for t in g.outputs]
+    lines = [
+        "/* Generated by tinypipe (AOT backend). Do not edit. */",
+        *(["#include <string.h>", ""] if needs_memcpy else []),
+        '#include "tinykernels.h"',
+        f'#include "{p}_model.h"',
+        "",
+        "#if defined(__GNUC__) || defined(__clang__)",
+        f"#define {P}_ALIGN16 __attribute__((aligned(16)))",
+        "#else",
+        f"#define {P}_ALIGN16",
+        "#endif",
+        "",
+        "/* All activations share this arena; offsets were planned at export time. */",
+        f"static uint8_t {p}_arena[{P}_ARENA_BYTES] {P}_ALIGN16;",
+        "",
+        *weights,
+        "",
+        *decls,
+        "",
+        f"int {p}_init(void) {{ return 0; }}",
+        "",
+        f"int {p}_invoke(void) {{",
+        *body,
+        "  return 0;",
+        "}",
+        "",
+        f"int {p}_num_inputs(void) {{ return {len(g.inputs)}; }}",
+        f"int {p}_num_outputs(void) {{ return {len(g.outputs)}; }}",
+        "",
+        *_switch(f"{p}_input", "void *", [f"(void *)({c})" for c in ins], "NULL"),
+        *_switch(f"{p}_output", "const void *", [f"(const void *)({c})" for c in outs], "NULL"),
+        *_switch(f"{p}_input_bytes", "size_t",
+                 [f"{P}_INPUT{k}_BYTES" for k in range(len(ins))], "0"),
+        *_switch(f"{p}_output_bytes", "size_t",
+                 [f"{P}_OUTPUT{k}_BYTES" for k in range(len(outs))], "0"),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,551 @@
+"""Lower each TFLite op to one tinykernels call, with TFLM's Prepare() math done here.
+
+A lowering validates the op (types, shapes, options) and returns a `Kernel`: C declarations and
+one statement. Operands are written as placeholders (@in0@, @out0@) that the emitter replaces by
+arena or weight pointers; @op@ is a per-op name prefix. Anything not handled exactly raises
+`Unsupported`, which export turns into a one-line UnsupportedOpError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.aot import quant as q
+from pipeline.aot.graph import Graph, Op, Tensor
+
+MAX_DIMS = 6
+
+
+class Unsupported(Exception):
+    """Reason an op cannot be compiled; the message completes 'op #i NAME ...'."""
+
+
+@dataclass
+class Kernel:
+    """What the emitter needs to generate one op."""
+
+    family: str | None          # tinykernels source stem (tk_conv) or None for no kernel
+    inputs: list[int]           # tensors read, in placeholder order (@in0@, @in1@, ...)
+    outputs: list[int]
+    decls: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+    alias: bool = False         # output is the input's memory (RESHAPE and friends)
+    inplace: bool = False       # output may overwrite input 0 (element i read before written)
+
+
+def _c_array(ctype: str, name: str, values) -> str:
+    vals = [int(v) for v in np.asarray(values).ravel()]
+    body = ", ".join(str(v) for v in vals) if vals else "0"
+    return f"static const {ctype} {name}[{max(len(vals), 1)}] = {{{body}}};"
+
+
+def _act(op: Op) -> int:
+    act = int(op.options.get("fusedActivationFunction", 0) or 0)
+    if act not in (q.ACT_NONE, q.ACT_RELU, q.ACT_RELU6, q.ACT_RELU_N1_TO_1):
+        raise Unsupported(f"with fused activation {act}")
+    return act
+
+
+def _t(g: Graph, op: Op, k: int) -> Tensor:
+    if k >= len(op.inputs) or op.inputs[k] < 0:
+        raise Unsupported(f"without input {k}")
+    return g.tensors[op.inputs[k]]
+
+
+def _out(g: Graph, op: Op, k: int = 0) -> Tensor:
+    return g.tensors[op.outputs[k]]
+
+
+def _need_int8(*ts: Tensor) -> None:
+    for t in ts:
+        if t.dtype != "int8":
+            raise Unsupported(f"with {t.dtype} tensor '{t.name}'")
+        if len(t.scales) == 0:
+            raise Unsupported(f"with unquantized int8 tensor '{t.name}'")
+
+
+def _need_per_tensor(*ts: Tensor) -> None:
+    for t in ts:
+        if t.per_channel:
+            raise Unsupported(f"with per-channel quantized activation '{t.name}'")
+
+
+def _need_rank(t: Tensor, rank: int) -> None:
+    if len(t.shape) != rank:
+        raise Unsupported(f"with rank-{len(t.shape)} tensor '{t.name}' (needs rank {rank})")
+
+
+def _const(t: Tensor, what: str) -> np.ndarray:
+    if t.data is None:
+        raise Unsupported(f"with a non-constant {what}")
+    return t.data
+
+
+def _out_size(padding: int, size: int, k: int, stride: int, dil: int) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == 0:  # SAME
+        return (size + stride - 1) // stride
+    return (size + stride - eff) // stride
+
+
+def _pad_before(stride: int, dil: int, size: int, k: int, out: int) -> int:
+    eff = (k - 1) * dil + 1
+    total = max(0, (out - 1) * stride + eff - size)
+    return total // 2
+
+
+def _spatial(op: Op, inp: Tensor, out: Tensor, k_h: int, k_w: int, dil: bool = True) -> dict:
+    o = op.options
+    sh, sw = int(o.get("strideH", 1)), int(o.get("strideW", 1))
+    dh = int(o.get("dilationHFactor", 1) or 1) if dil else 1
+    dw = int(o.get("dilationWFactor", 1) or 1) if dil else 1
+    padding = int(o.get("padding", 0))
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1:
+        raise Unsupported("with a zero stride or dilation")
+    _, ih, iw, _ = inp.shape
+    oh, ow = _out_size(padding, ih, k_h, sh, dh), _out_size(padding, iw, k_w, sw, dw)
+    if (oh, ow) != tuple(out.shape[1:3]):
+        raise Unsupported(f"whose output shape {out.shape} disagrees with its padding")
+    return dict(stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw,
+                pad_h=_pad_before(sh, dh, ih, k_h, oh), pad_w=_pad_before(sw, dw, iw, k_w, ow))
+
+
+def _channel_multipliers(inp: Tensor, filt: Tensor, out: Tensor, n: int) -> tuple[list, list]:
+    """PopulateConvolutionQuantizationParams: one (multiplier, shift) per output channel."""
+    if len(filt.scales) not in (1, n):
+        raise Unsupported(f"with {len(filt.scales)} filter scales for {n} channels")
+    mults, shifts = [], []
+    for i in range(n):
+        fs = float(filt.scales[i if filt.per_channel else 0])
+        m, s = q.quantize_multiplier(float(inp.scale) * fs / float(out.scale))
+        mults.append(m)
+        shifts.append(s)
+    return mults, shifts
+
+
+def _filter_checks(filt: Tensor, bias: Tensor | None, n: int) -> None:
+    if filt.dtype != "int8":
+        raise Unsupported(f"with {filt.dtype} weights")
+    _const(filt, "filter")
+    if np.any(filt.zero_points != 0):
+        raise Unsupported("with asymmetric (non-zero zero point) weights")
+    if bias is not None:
+        if bias.dtype != "int32":
+            raise Unsupported(f"with {bias.dtype} bias")
+        if _const(bias, "bias").size != n:
+            raise Unsupported("with a bias of the wrong length")
+
+
+def _conv_struct(name: str, dims: dict) -> str:
+    fields = ", ".join(f".{k} = {v}" for k, v in dims.items())
+    return f"static const tk_conv_params {name} = {{{fields}}};"
+
+
+def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
+    inp, filt, out = _t(g, op, 0), _t(g, op, 1), _out(g, op)
+    bias = g.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    for t in (inp, filt, out):
+        _need_rank(t, 4)
+    n_b, ih, iw, ic = inp.shape
+    _, oh, ow, oc = out.shape
+    _filter_checks(filt, bias, oc)
+    if depthwise:
+        _, kh, kw, fc = filt.shape
+        if fc != oc or oc % ic:
+            raise Unsupported(f"with filter {filt.shape} for input {inp.shape}")
+        dm = oc // ic
+        opt_dm = int(op.options.get("depthMultiplier", 0) or 0)
+        if opt_dm not in (0, dm):
+            raise Unsupported(f"with depth_multiplier {opt_dm} != {oc}/{ic}")
+        filter_in_c = 1
+    else:
+        fo, kh, kw, filter_in_c = filt.shape
+        if fo != oc or ic % filter_in_c or oc % (ic // filter_in_c):
+            raise Unsupported(f"with filter {filt.shape} for input {inp.shape}")
+    act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
+    mults, shifts = _channel_multipliers(inp, filt, out, oc)
+    sp = _spatial(op, inp, out, kh, kw)
+    dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
+                k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
+                out_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                mult="@op@mult", shift="@op@shift")
+    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
+             _conv_struct("@op@p", dims)]
+    ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
+    b = "@in2@" if bias is not None else "NULL"
+    if depthwise:
+        call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
+    else:
+        call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
+    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call])
+
+
+def lower_fc(g: Graph, op: Op) -> Kernel:
+    inp, filt, out = _t(g, op, 0), _t(g, op, 1), _out(g, op)
+    bias = g.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    if int(op.options.get("weightsFormat", 0) or 0) != 0:
+        raise Unsupported("with shuffled weights")
+    if op.options.get("quantSpec") is not None:
+        raise Unsupported("with blockwise-quantized weights")
+    _need_rank(filt, 2)
+    n_out, depth = filt.shape
+    _filter_checks(filt, bias, n_out)
+    out_depth = out.shape[-1] if out.shape else 1
+    if out_depth != n_out or inp.size % depth or out.size != inp.size // depth * n_out:
+        raise Unsupported(f"with input {inp.shape}, filter {filt.shape}, output {out.shape}")
+    act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
+    if filt.per_channel:
+        mults, shifts = _channel_multipliers(inp, filt, out, n_out)
+    else:
+        m, s = q.quantize_multiplier(float(inp.scale) * float(filt.scale) / float(out.scale))
+        mults, shifts = [m], [s]
+    fields = dict(batches=out.size // n_out, accum_depth=depth, out_depth=n_out,
+                  in_offset=-inp.zero_point, filter_offset=-int(filt.zero_points[0]),
+                  out_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                  per_channel=int(filt.per_channel), mult="@op@mult", shift="@op@shift")
+    body = ", ".join(f".{k} = {v}" for k, v in fields.items())
+    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
+             f"static const tk_fc_params @op@p = {{{body}}};"]
+    ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
+    b = "@in2@" if bias is not None else "NULL"
+    return Kernel("tk_fc", ins, [op.outputs[0]], decls,
+                  [f"tk_fully_connected_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"])
+
+
+def _broadcast(a: tuple, b: tuple, o: tuple) -> tuple[list, list, list]:
+    if len(o) > MAX_DIMS or len(a) > len(o) or len(b) > len(o):
+        raise Unsupported(f"with shapes {a}, {b} -> {o}")
+    dims = [1] * (MAX_DIMS - len(o)) + list(o)
+
+    def strides(s: tuple) -> list:
+        s6 = [1] * (MAX_DIMS - len(s)) + list(s)
+        st, acc = [0] * MAX_DIMS, 1
+        for d in range(MAX_DIMS - 1, -1, -1):
+            if s6[d] == dims[d]:
+                st[d] = acc if s6[d] > 1 else 0
+            elif s6[d] == 1:
+                st[d] = 0
+            else:
+                raise Unsupported(f"with shapes {a}, {b} that do not broadcast to {o}")
+            acc *= s6[d]
+        return st
+
+    return dims, strides(a), strides(b)
+
+
+def _binary_decl(fields: dict) -> str:
+    def fmt(v):
+        return "{" + ", ".join(str(x) for x in v) + "}" if isinstance(v, list) else str(v)
+
+    body = ", ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
+    return f"static const tk_binary_params @op@p = {{{body}}};"
+
+
+def lower_binary(g: Graph, op: Op) -> Kernel:
+    a, b, out = _t(g, op, 0), _t(g, op, 1), _out(g, op)
+    _need_int8(a, b, out)
+    _need_per_tensor(a, b, out)
+    dims, s1, s2 = _broadcast(a.shape, b.shape, out.shape)
+    act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
+    f = dict(dims=dims, stride1=s1, stride2=s2, in1_offset=-a.zero_point,
+             in2_offset=-b.zero_point, out_offset=out.zero_point, act_min=act_min,
+             act_max=act_max)
+    if op.name == "ADD":
+        # CalculateOpDataAdd: both inputs rescaled to twice the larger scale, 20 bits headroom.
+        left_shift = 20
+        twice_max = 2 * float(max(a.scales[0], b.scales[0]))
+        m1, s1_ = q.quantize_multiplier(float(a.scale) / twice_max)
+        m2, s2_ = q.quantize_multiplier(float(b.scale) / twice_max)
+        mo, so = q.quantize_multiplier(twice_max / ((1 << left_shift) * float(out.scale)))
+        if max(s1_, s2_, so) > 0:
+            raise Unsupported("with an output scale too small for TFLM's int8 ADD")
+        f.update(left_shift=left_shift, in1_mult=m1, in2_mult=m2, out_mult=mo, in1_shift=s1_,
+                 in2_shift=s2_, out_shift=so)
+        call = "tk_add_s8(&@op@p, @in0@, @in1@, @out0@);"
+    else:
+        m, s = q.quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
+        f.update(out_mult=m, out_shift=s)
+        call = "tk_mul_s8(&@op@p, @in0@, @in1@, @out0@);"
+    inplace = tuple(a.shape) == tuple(out.shape)
+    return Kernel("tk_elementwise", [op.inputs[0], op.inputs[1]], [op.outputs[0]],
+                  [_binary_decl(f)], [call], inplace=inplace)
+
+
+def lower_pool(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    _need_rank(inp, 4)
+    _need_rank(out, 4)
+    if abs(float(inp.scale) - float(out.scale)) > 1e-6 or inp.zero_point != out.zero_point:
+        raise Unsupported("with different input and output quantization")
+    kh, kw = int(op.options.get("filterHeight", 1)), int(op.options.get("filterWidth", 1))
+    sp = _spatial(op, inp, out, kh, kw, dil=False)
+    act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
+    n_b, ih, iw, c = inp.shape
+    fields = dict(batches=n_b, in_h=ih, in_w=iw, channels=c, out_h=out.shape[1],
+                  out_w=out.shape[2], k_h=kh, k_w=kw, stride_h=sp["stride_h"],
+                  stride_w=sp["stride_w"], pad_h=sp["pad_h"], pad_w=sp["pad_w"],
+                  act_min=act_min, act_max=act_max)
+    body = ", ".join(f".{k} = {v}" for k, v in fields.items())
+    fn = "tk_avg_pool_s8" if op.name == "AVERAGE_POOL_2D" else "tk_max_pool_s8"
+    return Kernel("tk_pool", [op.inputs[0]], [op.outputs[0]],
+                  [f"static const tk_pool_params @op@p = {{{body}}};"],
+                  [f"{fn}(&@op@p, @in0@, @out0@);"])
+
+
+def lower_mean(g: Graph, op: Op) -> Kernel:
+    inp, axis_t, out = _t(g, op, 0), _t(g, op, 1), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    rank = len(inp.shape)
+    if rank > MAX_DIMS:
+        raise Unsupported(f"with rank {rank}")
+    axes = []
+    for a in np.asarray(_const(axis_t, "axis")).ravel().tolist():
+        a = int(a) + rank if int(a) < 0 else int(a)
+        if not 0 <= a < rank:
+            raise Unsupported(f"with axis {a} out of range")
+        if a not in axes:
+            axes.append(a)
+    kept = [d for d in range(rank) if d not in axes]
+    count = int(np.prod([inp.shape[d] for d in axes], dtype=np.int64)) if axes else 1
+    if count == 0 or out.size != inp.size // count:
+        raise Unsupported(f"with input {inp.shape} and output {out.shape}")
+    strides = [int(np.prod(inp.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
+    order = kept + sorted(axes)
+    mult, shift = q.quantize_multiplier(float(inp.scale) / float(out.scale))
+    # QuantizedMeanOrSum folds 1/count into the multiplier.
+    s = min(count.bit_length() - 1, 32, 31 + shift)
+    mult = (mult << s) // count
+    shift -= s
+    pad = MAX_DIMS - rank
+    fields = dict(n_outer=len(kept), dims=[inp.shape[d] for d in order] + [1] * pad,
+                  strides=[strides[d] for d in order] + [0] * pad, n_dims=rank, count=count,
+                  in_zp=inp.zero_point, out_zp=out.zero_point, mult=mult, shift=shift)
+    body = ", ".join(f".{k} = " + ("{" + ", ".join(map(str, v)) + "}" if isinstance(v, list)
+                                    else str(v)) for k, v in fields.items())
+    return Kernel("tk_mean", [op.inputs[0]], [op.outputs[0]],
+                  [f"static const tk_mean_params @op@p = {{{body}}};"],
+                  ["tk_mean_s8(&@op@p, @in0@, @out0@);"])
+
+
+def lower_pad(g: Graph, op: Op) -> Kernel:
+    inp, pads_t, out = _t(g, op, 0), _t(g, op, 1), _out(g, op)
+    _need_int8(inp, out)
+    rank = len(inp.shape)
+    if rank > MAX_DIMS:
+        raise Unsupported(f"with rank {rank}")
+    pads = np.asarray(_const(pads_t, "paddings"), dtype=np.int64).reshape(-1, 2)
+    if pads.shape[0] != rank or np.any(pads < 0):
+        raise Unsupported(f"with paddings {pads.tolist()}")
+    if [int(inp.shape[d] + pads[d].sum()) for d in range(rank)] != list(out.shape):
+        raise Unsupported(f"whose output shape {out.shape} disagrees with its paddings")
+    value = out.zero_point
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = g.tensors[op.inputs[2]]
+        _need_int8(cv)
+        value = int(np.asarray(_const(cv, "pad value")).ravel()[0])
+    lead = MAX_DIMS - rank
+    fields = dict(in_dims=[1] * lead + list(inp.shape),
+                  before=[0] * lead + [int(p) for p in pads[:, 0]],
+                  after=[0] * lead + [int(p) for p in pads[:, 1]], pad_value=value)
+    body = ", ".join(f".{k} = " + ("{" + ", ".join(map(str, v)) + "}" if isinstance(v, list)
+                                    else str(v)) for k, v in fields.items())
+    return Kernel("tk_shape", [op.inputs[0]], [op.outputs[0]],
+                  [f"static const tk_pad_params @op@p = {{{body}}};"],
+                  ["tk_pad_s8(&@op@p, @in0@, @out0@);"])
+
+
+def lower_reshape(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    if inp.dtype != out.dtype or inp.size != out.size:
+        raise Unsupported(f"from {inp.dtype}{list(inp.shape)} to {out.dtype}{list(out.shape)}")
+    return Kernel(None, [op.inputs[0]], [op.outputs[0]], alias=True)
+
+
+def lower_softmax(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    if out.zero_point != -128 or out.scales[0] != np.float32(1.0 / 256):
+        raise Unsupported("with an int8 output not quantized as scale 1/256, zero point -128")
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    # PreprocessSoftmaxScaling with 5 integer bits for the scaled difference.
+    real = min(beta * float(inp.scale) * (1 << (31 - 5)), (1 << 31) - 1.0)
+    if real <= 1.0:
+        raise Unsupported("with beta * input scale too small for TFLM's int8 softmax")
+    mult, shift = q.quantize_multiplier(real)
+    diff_min = -q.input_radius(5, shift)
+    depth = inp.shape[-1] if inp.shape else 1
+    rows = inp.size // depth
+    return Kernel("tk_softmax", [op.inputs[0]], [op.outputs[0]], [],
+                  [f"tk_softmax_s8(@in0@, @out0@, {rows}, {depth}, {mult}, {shift}, "
+                   f"{diff_min});"], inplace=True)
+
+
+def lower_logistic(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    if out.zero_point != -128:
+        raise Unsupported("with an int8 output zero point other than -128")
+    # LogisticPrepare: input scaled into Q4.27, multiplier rounded without the 2^31 fix-up.
+    frac, shift = math.frexp(float(inp.scale) * float(1 << (31 - 4)))
+    mult = q.wrap_int32(q.round_away(frac * (1 << 31)))
+    radius = q.input_radius(4, shift, 31)
+    return Kernel("tk_logistic", [op.inputs[0]], [op.outputs[0]], [],
+                  [f"tk_logistic_s8(@in0@, @out0@, {inp.size}, {inp.zero_point}, {radius}, "
+                   f"{mult}, {shift});"], inplace=True)
+
+
+def lower_hard_swish(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    hires = np.float32(1.0 / 128.0) * np.float32(inp.scale)
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    om, oe = q.quantize_multiplier(float(np.float32(hires / np.float32(out.scale))))
+    rm, re_ = q.quantize_multiplier(float(np.float32(hires / reluish_scale)))
+    if oe > 0:
+        raise Unsupported("with an output scale too small for TFLM's int8 HARD_SWISH")
+    fields = dict(in_zp=inp.zero_point, out_zp=out.zero_point, out_mult=q.downscale_to_int16(om),
+                  reluish_mult=q.downscale_to_int16(rm), out_exp=oe, reluish_exp=re_)
+    body = ", ".join(f".{k} = {v}" for k, v in fields.items())
+    return Kernel("tk_hardswish", [op.inputs[0]], [op.outputs[0]],
+                  [f"static const tk_hardswish_params @op@p = {{{body}}};"],
+                  [f"tk_hard_swish_s8(&@op@p, @in0@, @out0@, {inp.size});"], inplace=True)
+
+
+def c_float(x: float) -> str:
+    """Exact C99 literal for a float32 value."""
+    return f"{float(np.float32(x)).hex()}f"
+
+
+def c_double(x: float) -> str:
+    return float(x).hex()
+
+
+def lower_quantize(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(out)
+    _need_per_tensor(out)
+    if inp.dtype == "float32":
+        return Kernel("tk_quantize", [op.inputs[0]], [op.outputs[0]], [],
+                      [f"tk_quantize_f32_s8(@in0@, @out0@, {inp.size}, {c_float(out.scale)}, "
+                       f"{out.zero_point});"])
+    _need_int8(inp)
+    _need_per_tensor(inp)
+    m, s = q.quantize_multiplier(float(inp.scale) / float(out.scale))
+    return Kernel("tk_quantize", [op.inputs[0]], [op.outputs[0]], [],
+                  [f"tk_requantize_s8(@in0@, @out0@, {inp.size}, {inp.zero_point}, "
+                   f"{out.zero_point}, {m}, {s});"], inplace=True)
+
+
+def lower_dequantize(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp)
+    _need_per_tensor(inp)
+    if out.dtype != "float32":
+        raise Unsupported(f"to {out.dtype}")
+    return Kernel("tk_quantize", [op.inputs[0]], [op.outputs[0]], [],
+                  [f"tk_dequantize_s8_f32(@in0@, @out0@, {inp.size}, {c_double(inp.scale)}, "
+                   f"{inp.zero_point});"])
+
+
+def lower_concat(g: Graph, op: Op) -> Kernel:
+    out = _out(g, op)
+    ins = [_t(g, op, k) for k in range(len(op.inputs))]
+    _need_int8(out, *ins)
+    _need_per_tensor(out, *ins)
+    if _act(op) != q.ACT_NONE:
+        raise Unsupported("with a fused activation")
+    rank = len(out.shape)
+    axis = int(op.options.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank or any(len(t.shape) != rank for t in ins):
+        raise Unsupported(f"with axis {axis} for rank {rank}")
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    sizes = [int(np.prod(t.shape[axis:], dtype=np.int64)) for t in ins]
+    if sum(sizes) * outer != out.size:
+        raise Unsupported(f"with inputs that do not fill the output {out.shape}")
+    # TFLM requires equal quantization and copies; differing inputs are requantized here.
+    req = [int(t.scales[0] != out.scales[0] or t.zero_point != out.zero_point) for t in ins]
+    ms = [q.quantize_multiplier(float(t.scale) / float(out.scale)) for t in ins]
+    mults, shifts = [m for m, _ in ms], [s for _, s in ms]
+    decls = [_c_array("int", "@op@sizes", sizes)]
+    if any(req):
+        decls += [_c_array("int32_t", "@op@zp", [t.zero_point for t in ins]),
+                  _c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
+                  _c_array("uint8_t", "@op@req", req)]
+        rq = "@op@zp, @op@mult, @op@shift, @op@req"
+    else:
+        rq = "NULL, NULL, NULL, NULL"
+    decls.append(f"static const tk_concat_params @op@p = {{{len(ins)}, {outer}, @op@sizes, {rq}, "
+                 f"{out.zero_point}}};")
+    ptrs = ", ".join(f"@in{k}@" for k in range(len(ins)))
+    code = ["{", f"  const int8_t *const ins[{len(ins)}] = {{{ptrs}}};",
+            "  tk_concat_s8(&@op@p, ins, @out0@);", "}"]
+    return Kernel("tk_shape", list(op.inputs), [op.outputs[0]], decls, code)
+
+
+def lower_relu(g: Graph, op: Op) -> Kernel:
+    inp, out = _t(g, op, 0), _out(g, op)
+    _need_int8(inp, out)
+    _need_per_tensor(inp, out)
+    if op.name == "RELU6":
+        lower = inp.zero_point
+        six = q.round_away(float(np.float32(6.0) / np.float32(inp.scale))) + inp.zero_point
+        upper = max(-128, min(127, six))
+        return Kernel("tk_activation", [op.inputs[0]], [op.outputs[0]], [],
+                      [f"tk_clamp_s8(@in0@, @out0@, {inp.size}, {lower}, {upper});"],
+                      inplace=True)
+    m, s = q.quantize_multiplier(float(np.float32(inp.scale) / np.float32(out.scale)))
+    act_min = max(-128, out.zero_point)
+    return Kernel("tk_activation", [op.inputs[0]], [op.outputs[0]], [],
+                  [f"tk_relu_s8(@in0@, @out0@, {inp.size}, {inp.zero_point}, {out.zero_point}, "
+                   f"{m}, {s}, {act_min}, 127);"], inplace=True)
+
+
+LOWERINGS: dict[str, Callable[[Graph, Op], Kernel]] = {
+    "CONV_2D": lower_conv,
+    "DEPTHWISE_CONV_2D": lambda g, op: lower_conv(g, op, depthwise=True),
+    "FULLY_CONNECTED": lower_fc,
+    "ADD": lower_binary,
+    "MUL": lower_binary,
+    "AVERAGE_POOL_2D": lower_pool,
+    "MAX_POOL_2D": lower_pool,
+    "MEAN": lower_mean,
+    "PAD": lower_pad,
+    "PADV2": lower_pad,
+    "RESHAPE": lower_reshape,
+    "SQUEEZE": lower_reshape,
+    "EXPAND_DIMS": lower_reshape,
+    "SOFTMAX": lower_softmax,
+    "LOGISTIC": lower_logistic,
+    "HARD_SWISH": lower_hard_swish,
+    "QUANTIZE": lower_quantize,
+    "DEQUANTIZE": lower_dequantize,
+    "CONCATENATION": lower_concat,
+    "RELU": lower_relu,
+    "RELU6": lower_relu,
+}
+
+
+def lower(g: Graph, op: Op) -> Kernel:
+    """Lower one op or raise Unsupported with the reason."""
+    fn = LOWERINGS.get(op.name)
+    if fn is None:
+        raise Unsupported("")
+    for t in op.inputs + op.outputs:
+        if t >= 0 and any(d <= 0 for d in g.tensors[t].shape):
+            raise Unsupported(f"with dynamic or empty shape {g.tensors[t].shape}")
+    return fn(g, op)
