@@ -1,0 +1,309 @@
+"""Thin click layer: parse options, call the library, print. Errors are caught once, in main()."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import TinypipeError
+
+DEFAULT_CONFIG = "models/demo.yaml"
+
+
+class Console:
+    """Stage messages and an epoch progress bar on stderr; results go to stdout."""
+
+    def __init__(self):
+        from rich.console import Console as RichConsole
+
+        self.err = RichConsole(stderr=True, highlight=False)
+        self._progress = None
+        self._task = None
+
+    def log(self, msg: str) -> None:
+        self.err.print(f"[dim]>[/dim] {msg}")
+
+    def epoch(self, epoch: int, epochs: int, logs: dict) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        if self._progress is None:
+            self._progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.description}"), console=self.err)
+            self._progress.start()
+            self._task = self._progress.add_task("", total=epochs)
+        desc = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if k in
+                        ("loss", "accuracy", "val_loss", "val_accuracy"))
+        self._progress.update(self._task, completed=epoch, description=desc)
+        if epoch >= epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def config_options(f):
+    """--config/--out/--set plus the overrides most people reach for."""
+    opts = [
+        click.option("--config", "config", type=click.Path(dir_okay=False),
+                     help=f"YAML config (default: the run folder's, else {DEFAULT_CONFIG})."),
+        click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+                     help="Run folder."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override any config key, e.g. --set train.epochs=5."),
+        click.option("--epochs", type=int, help="Shortcut for --set train.epochs=N."),
+        click.option("--alpha", type=float, help="Shortcut for --set model.alpha=A."),
+        click.option("--data", "data_path", type=click.Path(),
+                     help="Image folder or .npz (sets data.source and data.path)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _stages(config, out, overrides, epochs=None, alpha=None, data_path=None, console=None):
+    from pipeline.run import RunDir, Stages, resolve_config
+
+    ov = list(overrides)
+    if epochs is not None:
+        ov.append(f"train.epochs={epochs}")
+    if alpha is not None:
+        ov.append(f"model.alpha={alpha}")
+    if data_path is not None:
+        src = "npz" if str(data_path).endswith(".npz") else "folder"
+        ov += [f"data.source={src}", f"data.path={data_path}"]
+    fresh = not (Path(out) / "config.yaml").exists()
+    if config is None and fresh and Path(DEFAULT_CONFIG).exists():
+        config = DEFAULT_CONFIG
+    cfg = resolve_config(config, Path(out), ov)
+    console = console or Console()
+    return Stages(cfg, RunDir(out), console.log, console.epoch), console
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tinypipe")
+@click.pass_context
+def cli(ctx):
+    """tinypipe: images -> int8 MobileNet -> C for microcontrollers, proven bit-exact on the host.
+
+    \b
+    Example:
+      tinypipe run --config models/demo.yaml --out runs/demo
+    """
+    if ctx.invoked_subcommand and "--help" not in sys.argv and "-h" not in sys.argv:
+        from pipeline._native import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
+
+@cli.command()
+@config_options
+def train(config, out, overrides, epochs, alpha, data_path):
+    """Train the float model into the run folder (model.keras, curves.png).
+
+    \b
+    Example:
+      tinypipe train --config models/demo.yaml --out runs/demo --epochs 5
+    """
+    st, con = _stages(config, out, overrides, epochs, alpha, data_path)
+    try:
+        st.train()
+    finally:
+        con.close()
+    click.echo(f"trained model: {st.run.keras}")
+
+
+@cli.command()
+@config_options
+def quantize(config, out, overrides, epochs, alpha, data_path):
+    """Full-integer int8 quantization of the run's model (model.tflite), then lint it.
+
+    \b
+    Example:
+      tinypipe quantize --out runs/demo
+    """
+    st, _ = _stages(config, out, overrides, epochs, alpha, data_path)
+    data = st.quantize()
+    click.echo(f"int8 model: {st.run.tflite} ({len(data):,} bytes)")
+
+
+@cli.command()
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML config.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder to evaluate.")
+@click.option("--model", "model_path", type=click.Path(exists=True),
+              help="A .tflite, or a folder holding model.tflite (instead of --out).")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Image folder or .npz; with --model every image is evaluated.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--limit", type=int, help="Evaluate at most N samples.")
+def evaluate(config, out, model_path, data_path, overrides, limit):
+    """Accuracy of float, int8 (TFLite) and int8 on TFLite Micro's kernels, plus agreement.
+
+    \b
+    Examples:
+      tinypipe evaluate --out runs/demo
+      tinypipe evaluate --model runs/demo/model.tflite --data images.npz
+    """
+    ov = list(overrides) + ([f"evaluate.limit={limit}"] if limit else [])
+    if model_path is not None:
+        from pipeline.evaluate import evaluate_file
+
+        res = evaluate_file(model_path, data_path, config, ov, out)
+        _print_eval(res)
+        return
+    if out is None:
+        raise click.UsageError("give --out RUN_DIR or --model M.tflite --data DATA")
+    st, _ = _stages(config, out, ov, data_path=data_path)
+    ev = st.evaluate()
+    _print_eval(ev.to_dict())
+
+
+def _print_eval(d: dict) -> None:
+    for k, label in (("float", "float"), ("int8", "int8 (TFLite)"), ("tflm", "int8 (TFLM)")):
+        if d.get(k):
+            click.echo(f"accuracy {label:<14} {d[k]['accuracy']:.2%}")
+    if d.get("agreement_predictions") is not None:
+        click.echo(f"agreement int8 vs TFLM: {d['agreement_predictions']:.2%} top-1, "
+                   f"{d['agreement_exact']:.2%} byte-identical")
+    click.echo(f"samples: {d['n']}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="Any .tflite (instead of --out).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
+def profile(out, model_path, json_out):
+    """Per-layer MACs, parameter and activation bytes; TFLM arena; flash.
+
+    \b
+    Examples:
+      tinypipe profile --out runs/demo
+      tinypipe profile --model person_detect.tflite
+    """
+    import json
+
+    from pipeline.profile import format_table, profile_tflite
+
+    if model_path is not None:
+        prof = profile_tflite(model_path)
+    elif out is not None:
+        st, _ = _stages(None, out, [])
+        prof = st.profile()
+    else:
+        raise click.UsageError("give --out RUN_DIR or --model M.tflite")
+    click.echo(format_table(prof))
+    if json_out:
+        Path(json_out).write_text(json.dumps(prof.to_dict(), indent=1))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run folder, or the output folder when --model is given.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              help="Any int8 .tflite (instead of the run folder's model).")
+@click.option("--backend", type=click.Choice(["tflm", "aot", "both"]),
+              help="tflm: C array + resolver + settings; aot: dependency-free C.")
+@click.option("--prefix", default=None, help="C symbol prefix for the AOT backend (default tp).")
+def export(out, model_path, backend, prefix):
+    """Generate C sources for TFLite Micro (tflm) or the ahead-of-time engine (aot).
+
+    \b
+    Examples:
+      tinypipe export --out runs/demo --backend both
+      tinypipe export --backend aot --model model.tflite --out build/model
+    """
+    if model_path is not None:
+        from pipeline.export import export_file
+
+        for line in export_file(model_path, out, backend or "tflm", prefix or "tp"):
+            click.echo(line)
+        return
+    ov = [f"export.prefix={prefix}"] if prefix else []
+    st, _ = _stages(None, out, ov)
+    res = st.export(backend=backend)
+    for k, v in res.items():
+        click.echo(f"{k}: {v}")
+
+
+@cli.command()
+@config_options
+def run(config, out, overrides, epochs, alpha, data_path):
+    """Every stage into the run folder: train, quantize, evaluate, profile, export, report.
+
+    \b
+    Example:
+      tinypipe run --config models/demo.yaml --out runs/demo
+    """
+    from pipeline.run import run_all
+
+    st, con = _stages(config, out, overrides, epochs, alpha, data_path)
+    try:
+        report = run_all(st.cfg, out, con.log, con.epoch)
+    finally:
+        con.close()
+    print_summary(report)
+
+
+def print_summary(r: dict) -> None:
+    a, m = r["accuracy"], r["model"]
+
+    def pct(v):
+        return f"{v:.2%}" if v is not None else "n/a"
+
+    click.echo("")
+    click.echo(f"accuracy float / int8 / TFLM : {pct(a['float'])} / {pct(a['int8'])} / "
+               f"{pct(a['tflm'])}")
+    click.echo(f"agreement int8 vs TFLM       : {pct(r['agreement']['int8_vs_tflm'])}")
+    click.echo(f"model bytes (.tflite)        : {m['tflite_bytes']:,}")
+    click.echo(f"TFLM arena bytes             : {m['arena_bytes']:,}")
+    if m.get("aot_arena_bytes"):
+        click.echo(f"AOT arena bytes              : {m['aot_arena_bytes']:,}")
+    click.echo(f"MACs                         : {m['macs']:,}")
+    click.echo(f"run folder                   : {r['run_dir']}")
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules (device side); absent modules are skipped."""
+    try:
+        from pipeline import cli_device
+    except ImportError:
+        return
+    for name in getattr(cli_device, "COMMANDS", ()):
+        cli.add_command(getattr(cli_device, name))
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors, non-zero exit, no tracebacks."""
+    try:
+        cli.main(args=argv, prog_name="tinypipe", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except TinypipeError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # a bug: still one line unless asked for the traceback
+        if os.environ.get("TINYPIPE_DEBUG"):
+            raise
+        click.echo(f"error: internal {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                   " (set TINYPIPE_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
