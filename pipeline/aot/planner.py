@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 ALIGN = 16
@@ -51,24 +52,62 @@ class _Groups:
         return [x for x in list(self.parent) if self.find(x) == r]
 
 
-def place(sizes: list[int], lives: list[tuple[int, int]]) -> tuple[list[int], int]:
-    """Greedy by size: biggest buffers first, each at the lowest offset free for its lifetime."""
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], lives[i][0], i))
+def _place_order(order: list[int], sizes: list[int], lives: list[tuple[int, int]],
+                 best_fit: bool) -> tuple[list[int], int]:
     offsets = [-1] * len(sizes)
     placed: list[int] = []
     for i in order:
         lo, hi = lives[i]
         busy = sorted((offsets[j], offsets[j] + sizes[j]) for j in placed
                       if not (lives[j][1] < lo or hi < lives[j][0]))
-        off = 0
+        # Candidate gaps between the buffers alive at the same time.
+        gaps, cur = [], 0
         for s, e in busy:
-            if off + sizes[i] <= s:
-                break
-            off = max(off, _align(e))
+            if s - cur >= sizes[i]:
+                gaps.append((s - cur, cur))
+            cur = max(cur, _align(e))
+        off = cur
+        if gaps:
+            off = min(gaps)[1] if best_fit else gaps[0][1]
         offsets[i] = off
         placed.append(i)
     total = max((offsets[i] + sizes[i] for i in range(len(sizes))), default=0)
-    return offsets, _align(total)
+    return offsets, total
+
+
+def place(sizes: list[int], lives: list[tuple[int, int]], trials: int = 64
+          ) -> tuple[list[int], int]:
+    """Offsets for buffers with lifetimes; buffers alive at the same time never overlap.
+
+    Greedy placement is order-sensitive, so several orders (by size, by size x duration, by
+    first use, and seeded shuffles of the size order) are tried with first-fit and best-fit,
+    keeping the smallest arena. Deterministic for a given input.
+    """
+    n = len(sizes)
+    idx = range(n)
+    dur = [hi - lo + 1 for lo, hi in lives]
+    orders = [sorted(idx, key=lambda i: (-sizes[i], lives[i][0], i)),
+              sorted(idx, key=lambda i: (-sizes[i] * dur[i], i)),
+              sorted(idx, key=lambda i: (lives[i][0], -sizes[i], i)),
+              sorted(idx, key=lambda i: (-dur[i], -sizes[i], i))]
+    rng = random.Random(0)
+    budget = max(4, min(trials, 40000 // max(n * n // 8, 1)))
+    base = orders[0]
+    for _ in range(budget):
+        o = list(base)
+        for _ in range(max(1, n // 6)):  # a few random swaps, mostly among similar sizes
+            a = rng.randrange(n)
+            b = min(n - 1, max(0, a + rng.randint(-3, 3)))
+            o[a], o[b] = o[b], o[a]
+        orders.append(o)
+    best: tuple[list[int], int] | None = None
+    for o in orders:
+        for bf in (False, True):
+            offs, total = _place_order(o, sizes, lives, bf)
+            if best is None or total < best[1]:
+                best = (offs, total)
+    assert best is not None
+    return best[0], _align(best[1])
 
 
 def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
@@ -117,5 +156,16 @@ def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
     lives = [(min(first.get(t, 0) for t in roots[k]), max(last.get(t, 0) for t in roots[k]))
              for k in keys]
     offs, total = place(sizes, lives)
+    _verify(offs, sizes, lives)
     offsets = {t: offs[j] for j, k in enumerate(keys) for t in roots[k]}
     return Plan(offsets, max(total, ALIGN), [roots[k] for k in keys])
+
+
+def _verify(offsets: list[int], sizes: list[int], lives: list[tuple[int, int]]) -> None:
+    """Cheap proof that buffers alive at the same time never share bytes."""
+    for i in range(len(sizes)):
+        for j in range(i):
+            if lives[i][1] < lives[j][0] or lives[j][1] < lives[i][0]:
+                continue
+            if offsets[i] < offsets[j] + sizes[j] and offsets[j] < offsets[i] + sizes[i]:
+                raise AssertionError(f"arena plan overlaps buffers {i} and {j}")
