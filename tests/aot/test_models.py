@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SANITIZE, check_bit_exact, convert
-
-from models import calibrate, mobilenet_v1, mobilenet_v2, resnet_small
+from aot_helpers import SANITIZE, check_bit_exact, convert
+from aot_models import calibrate, mobilenet_v1, mobilenet_v2, resnet_small
 
 
 def _convert(keras_model, shape, seed=0, n=16, int8_io=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import check_bit_exact, convert, io_specs
+from aot_helpers import check_bit_exact, convert, io_specs
 
 N = 48  # inputs per model; all run in one binary invocation and one TFLM call
 
