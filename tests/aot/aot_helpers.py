@@ -148,3 +148,38 @@ def check_bit_exact(model_bytes: bytes, tmp: Path, n: int = 64, seed: int = 0, r
         else:
             np.testing.assert_array_equal(g, r, err_msg=f"output {k}")
     return res, ref
+
+
+def mutate(model_bytes: bytes, fn) -> bytes:
+    """Edit a model through the flatbuffer object API (fn gets the ModelT) and repack it."""
+    import flatbuffers
+
+    from pipeline.aot.graph import schema
+
+    m = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    fn(m)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def set_quant(tensor, scale: float, zero_point: int) -> None:
+    tensor.quantization.scale = [float(np.float32(scale))]
+    tensor.quantization.zeroPoint = [int(zero_point)]
+
+
+def replicate_last_op(m, k: int, edit) -> None:
+    """Append k copies of the last op, each writing a new model output; edit(j, tensor, op)."""
+    import copy
+
+    sg = m.subgraphs[0]
+    base = sg.operators[-1]
+    for j in range(k):
+        t = copy.deepcopy(sg.tensors[base.outputs[0]])
+        t.name = f"variant{j}".encode()
+        sg.tensors.append(t)
+        op = copy.deepcopy(base)
+        op.outputs = [len(sg.tensors) - 1]
+        edit(j, t, op)
+        sg.operators.append(op)
+        sg.outputs = list(sg.outputs) + [len(sg.tensors) - 1]
