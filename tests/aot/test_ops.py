@@ -184,3 +184,45 @@ def test_float_io(keras, tmp_path):
         keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2)(x))))
     b, _ = _run(model, _rep(rng, (8, 8, 3)), tmp_path, int8_io=False)
     assert _ops(b)[0] == "QUANTIZE" and _ops(b)[-1] == "DEQUANTIZE"
+
+
+def test_grouped_conv(keras, tmp_path):
+    rng = np.random.default_rng(1100)
+    model = _model(keras, (7, 6, 4), lambda x: keras.layers.Conv2D(
+        6, 3, groups=2, padding="same", activation="relu")(x))
+    b, _ = _run(model, _rep(rng, (7, 6, 4)), tmp_path)
+    assert _ops(b) == ["CONV_2D"]
+
+
+def test_concat_requantizes_differing_inputs(keras, tmp_path):
+    """TFLM refuses CONCATENATION with mixed scales; the AOT backend requantizes (within 1 LSB)."""
+    from aot_helpers import compile_c, mutate, run_c, set_quant
+
+    from pipeline.aot import export_aot
+    from pipeline.errors import InterpreterCrash
+    from pipeline.tflm import run_tflm
+
+    rng = np.random.default_rng(1200)
+    a, c = keras.Input((3, 4), batch_size=1), keras.Input((3, 2), batch_size=1)
+    model = keras.Model([a, c], keras.layers.Concatenate()([a, c]))
+    reps = [_rep(rng, (3, 4)), _rep(rng, (3, 2))]
+    base = convert(model, reps)
+
+    def skew(m):
+        sg = m.subgraphs[0]
+        set_quant(sg.tensors[sg.inputs[1]], 0.037, 11)
+
+    b = mutate(base, skew)
+    with pytest.raises(InterpreterCrash):
+        run_tflm(b, [x[:1] for x in reps])
+    spec, ospec, g = io_specs(b)
+    export_aot(b, tmp_path / "gen")
+    exe = compile_c(tmp_path / "gen", tmp_path / "m.exe")
+    xs = [rng.integers(-128, 128, size=(32, *s), dtype=np.int8) for s, _ in spec]
+    got = run_c(exe, xs, ospec, tmp_path)[0]
+    ins = [g.tensors[t] for t in g.inputs]
+    out = g.tensors[g.outputs[0]]
+    want = np.concatenate([(x.astype(np.float64) - t.zero_point) * t.scale / out.scale
+                           + out.zero_point for x, t in zip(xs, ins, strict=True)], axis=-1)
+    want = np.clip(np.round(want), -128, 127).reshape(got.shape)
+    assert np.abs(got.astype(np.int32) - want).max() <= 1
