@@ -116,7 +116,8 @@ class Config:
             raise ConfigError(f"data.path is required when data.source is "
                               f"{self.data.source!r}")
         if self.data.synthetic.classes < 2:
-            raise ConfigError(f"data.synthetic.classes must be >= 2, got {self.data.synthetic.classes}")
+            raise ConfigError(f"data.synthetic.classes must be >= 2, got "
+                              f"{self.data.synthetic.classes}")
         for key in ("val_split", "test_split"):
             v = getattr(self.data, key)
             if not 0.0 <= v < 0.5:

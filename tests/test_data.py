@@ -47,7 +47,8 @@ def _folder(root, classes, n=3, size=(20, 30)):
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(np.full(size + (3,), (25 * i) % 256, np.uint8)).save(root / c / f"{i}.png")
+            img = np.full(size + (3,), (25 * i) % 256, np.uint8)
+            Image.fromarray(img).save(root / c / f"{i}.png")
 
 
 def test_image_folder(tmp_path):

@@ -87,7 +87,7 @@ def test_export_tflm_sources(tiny_run, tmp_path):
     resolver = (tmp_path / "c" / "op_resolver.h").read_text()
     want = read_model(data).op_names
     assert re.findall(r"r\.(Add\w+)\(\)", resolver) == [RESOLVER_METHODS[o] for o in want]
-    assert f"MicroMutableOpResolver<kNumModelOps>" in resolver
+    assert "MicroMutableOpResolver<kNumModelOps>" in resolver
     assert f"kNumModelOps = {len(want)}" in resolver
     settings = (tmp_path / "c" / "model_settings.h").read_text()
     assert f'"{model_hash(data)}"' in settings and "kTensorArenaSize = 12345" in settings
@@ -95,8 +95,9 @@ def test_export_tflm_sources(tiny_run, tmp_path):
     gxx = shutil.which("g++")
     if gxx is None:
         pytest.skip("g++ not installed")
-    (tmp_path / "use.cc").write_text('#include "model_data.h"\n#include "model_settings.h"\n'
-                                     "int main(){return g_model_data_len == kModelBytes ? 0 : 1;}\n")
+    (tmp_path / "use.cc").write_text(
+        '#include "model_data.h"\n#include "model_settings.h"\n'
+        "int main(){return g_model_data_len == kModelBytes ? 0 : 1;}\n")
     exe = tmp_path / "use"
     subprocess.run([gxx, "-std=c++17", "-Wall", "-Werror", "-I", str(tmp_path / "c"),
                     str(tmp_path / "use.cc"), str(tmp_path / "c" / "model_data.cc"), "-o",
@@ -106,10 +107,10 @@ def test_export_tflm_sources(tiny_run, tmp_path):
 
 
 def test_export_is_atomic_on_unknown_op(tmp_path, monkeypatch):
+    import keras
+
     from pipeline import export as ex
     from pipeline.errors import UnsupportedOpError
-
-    import keras
 
     inp = keras.Input((8,), batch_size=1)
     data = _float_tflite(keras.Model(inp, keras.layers.Dense(3)(inp)))
