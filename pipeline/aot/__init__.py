@@ -128,6 +128,9 @@ def export_aot(model: bytes | str | Path, out_dir: str | Path, prefix: str = "tp
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become out_dir's mode
     try:
         res = _build(g, kernels, prefix, model_hash, tmp)
         if not out_dir.exists():

@@ -154,3 +154,12 @@ def test_kernel_library_is_self_contained():
         assert includes <= {"string.h", "stdint.h", "stddef.h", "math.h", "tinykernels.h",
                             "tk_fixedpoint.h"}, (f.name, includes)
         assert "malloc(" not in text and "printf(" not in text
+
+
+def test_output_dir_mode_follows_umask(small_model, tmp_path):
+    import os
+
+    res = export_aot(small_model, tmp_path / "gen")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert res.out_dir.stat().st_mode & 0o777 == 0o777 & ~umask
