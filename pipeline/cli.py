@@ -174,11 +174,13 @@ def _print_eval(d: dict) -> None:
 
 
 @cli.command()
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML config.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               help="Any .tflite (instead of --out).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
-def profile(out, model_path, json_out):
+def profile(config, out, model_path, overrides, json_out):
     """Per-layer MACs, parameter and activation bytes; TFLM arena; flash.
 
     \b
@@ -193,7 +195,7 @@ def profile(out, model_path, json_out):
     if model_path is not None:
         prof = profile_tflite(model_path)
     elif out is not None:
-        st, _ = _stages(None, out, [])
+        st, _ = _stages(config, out, overrides)
         prof = st.profile()
     else:
         raise click.UsageError("give --out RUN_DIR or --model M.tflite")
@@ -210,7 +212,9 @@ def profile(out, model_path, json_out):
 @click.option("--backend", type=click.Choice(["tflm", "aot", "both"]),
               help="tflm: C array + resolver + settings; aot: dependency-free C.")
 @click.option("--prefix", default=None, help="C symbol prefix for the AOT backend (default tp).")
-def export(out, model_path, backend, prefix):
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+def export(out, model_path, backend, prefix, config, overrides):
     """Generate C sources for TFLite Micro (tflm) or the ahead-of-time engine (aot).
 
     \b
@@ -224,8 +228,8 @@ def export(out, model_path, backend, prefix):
         for line in export_file(model_path, out, backend or "tflm", prefix or "tp"):
             click.echo(line)
         return
-    ov = [f"export.prefix={prefix}"] if prefix else []
-    st, _ = _stages(None, out, ov)
+    ov = list(overrides) + ([f"export.prefix={prefix}"] if prefix else [])
+    st, _ = _stages(config, out, ov)
     res = st.export(backend=backend)
     for k, v in res.items():
         click.echo(f"{k}: {v}")
