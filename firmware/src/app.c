@@ -8,6 +8,7 @@
 #include "proto.h"
 
 #define BAUD_FALLBACK_MS 2000u  /* no valid frame after SET_BAUD: return to the old rate */
+#define RX_IDLE_MS 100u         /* a partial frame this old is dropped (lost bytes) */
 
 static tp_parser_t parser;
 static uint8_t tx[TP_FRAME_MAX];
@@ -19,6 +20,7 @@ static uint8_t reset_reason;
 static uint32_t tx_frames, naks, replays, infer_runs;
 static uint32_t baud_prev, baud_switched_at;
 static int baud_probation;
+static uint32_t last_rx_ms;
 
 static uint8_t *payload(void) { return tx + TP_HEADER_BYTES; }
 
@@ -260,9 +262,18 @@ void app_setup(void) {
 void app_loop(void) {
     tp_frame_t f;
     int c;
-    while ((c = port_uart_read()) >= 0)
+    int got = 0;
+    while ((c = port_uart_read()) >= 0) {
+        got = 1;
         if (tp_parser_feed(&parser, (uint8_t)c, &f)) handle(&f);
-    if (baud_probation && port_millis() - baud_switched_at > BAUD_FALLBACK_MS) {
+    }
+    uint32_t now = port_millis();
+    if (got) {
+        last_rx_ms = now;
+    } else if (tp_parser_buffered(&parser) && now - last_rx_ms > RX_IDLE_MS) {
+        tp_parser_flush(&parser);
+    }
+    if (baud_probation && now - baud_switched_at > BAUD_FALLBACK_MS) {
         baud_probation = 0;
         port_uart_set_baud(baud_prev);
     }

@@ -77,6 +77,14 @@ int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
     }
 }
 
+uint16_t tp_parser_buffered(const tp_parser_t *p) { return (uint16_t)(p->n - p->pending); }
+
+void tp_parser_flush(tp_parser_t *p) {
+    p->dropped += (uint32_t)(p->n - p->pending);
+    p->n = 0;
+    p->pending = 0;
+}
+
 size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len) {
     frame[0] = TP_SYNC0;
     frame[1] = TP_SYNC1;

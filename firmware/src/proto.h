@@ -70,6 +70,10 @@ void tp_parser_init(tp_parser_t *p);
 /* Feed one byte. Returns 1 and fills *f when a valid frame completes; f->payload stays valid
    until the next call. Garbage and corrupt frames are skipped (counted), never fatal. */
 int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f);
+/* Bytes of an incomplete frame waiting for more input. */
+uint16_t tp_parser_buffered(const tp_parser_t *p);
+/* Drop an incomplete frame (the rest of it was lost); counted as dropped bytes. */
+void tp_parser_flush(tp_parser_t *p);
 /* Write header and CRC around a payload already placed at frame + TP_HEADER_BYTES.
    Returns the total frame size. */
 size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len);

@@ -13,6 +13,8 @@ import serial
 from pipeline.errors import DeviceError
 from pipeline.hil import protocol as P
 
+MIN_CHUNK = 32
+
 
 class NakError(DeviceError):
     """The device refused a request."""
@@ -38,12 +40,16 @@ class Link:
     timeout: float = 1.0          # seconds to wait for an answer before resending
     retries: int = 4              # resends before giving up
     connect_timeout: float = 10.0
+    first_infer_timeout: float = 30.0
     open_fn: Callable[..., serial.SerialBase] = serial.serial_for_url
     stats: LinkStats = field(default_factory=LinkStats)
     hello_info: P.Hello | None = None
     _ser: serial.SerialBase | None = None
     _dec: P.Decoder = field(default_factory=P.Decoder)
     _seq: int = 0
+    _chunk: int = 0
+    _infer_rtt: float | None = None
+    _clean: int = 0
 
     def open(self) -> Link:
         """Open the port; socket URLs are retried until the emulator listens."""
@@ -124,6 +130,7 @@ class Link:
                                   self.timeout if timeout is None else timeout)
             if got is None:
                 self.stats.timeouts += 1
+                self._dec.buf.clear()  # a torn frame must not swallow the next answer
                 continue
             if got.type == P.Msg.NAK:
                 req, code, detail = P.decode_nak(got.payload)
@@ -158,19 +165,35 @@ class Link:
             time.sleep(2.5)  # the device reverts after 2 s without a valid frame
             self.hello()
 
+    def _max_chunk(self) -> int:
+        return (self.hello_info.max_payload if self.hello_info else P.MAX_PAYLOAD) - 8
+
     def load_input(self, index: int, data: bytes) -> None:
-        """Write one input tensor in acknowledged, offset-addressed chunks."""
-        chunk = (self.hello_info.max_payload if self.hello_info else P.MAX_PAYLOAD) - 8
-        for off in range(0, len(data), chunk):
-            part = data[off:off + chunk]
+        """Write one input tensor in acknowledged, offset-addressed chunks.
+
+        Chunks shrink when requests need resending (a noisy line) and grow back when clean.
+        """
+        off = 0
+        while off < len(data):
+            self._chunk = min(self._chunk or self._max_chunk(), self._max_chunk())
+            part = data[off:off + self._chunk]
+            retries_before = self.stats.retries
             ack = self.request(P.Msg.LOAD_INPUT, P.load_input(index, off, part))
             tensor, _, aoff, alen = P.struct.unpack_from("<BBIH", ack, 0)
             if (tensor, aoff, alen) != (index, off, len(part)):
                 raise DeviceError(f"{self.url}: LOAD_INPUT acknowledged the wrong chunk")
+            off += len(part)
+            if self.stats.retries > retries_before:
+                self._chunk = max(MIN_CHUNK, self._chunk // 2)
+                self._clean = 0
+            else:
+                self._clean += 1
+                if self._clean >= 8:
+                    self._chunk, self._clean = self._chunk * 2, 0
 
     def read_output(self, index: int, nbytes: int) -> bytes:
         """Read one output tensor in chunks."""
-        chunk = (self.hello_info.max_payload if self.hello_info else P.MAX_PAYLOAD) - 8
+        chunk = self._max_chunk()
         out = bytearray()
         while len(out) < nbytes:
             n = min(chunk, nbytes - len(out))
@@ -178,10 +201,22 @@ class Link:
             out += p[6:6 + n]
         return bytes(out)
 
-    def infer(self, runs: int = 1, timeout: float = 30.0) -> tuple[P.InferResult, list[np.ndarray]]:
-        """Run the model `runs` times on the loaded input; returns counters and outputs."""
+    def infer(self, runs: int = 1, timeout: float | None = None
+              ) -> tuple[P.InferResult, list[np.ndarray]]:
+        """Run the model `runs` times on the loaded input; returns counters and outputs.
+
+        The first INFER may take up to `first_infer_timeout`; later ones wait the link
+        timeout plus twice the slowest clean round trip seen per run.
+        """
         info = self.hello_info or self.hello()
+        if timeout is None:
+            timeout = self.first_infer_timeout if self._infer_rtt is None \
+                else self.timeout + 2 * self._infer_rtt * runs
+        t0, retries = time.monotonic(), self.stats.retries
         res = P.decode_infer(self.request(P.Msg.INFER, P.infer(runs), timeout=timeout))
+        if self.stats.retries == retries:
+            rtt = (time.monotonic() - t0) / runs
+            self._infer_rtt = max(rtt, self._infer_rtt or 0.0)
         outs, off = [], 0
         for k, t in enumerate(info.outputs):
             raw = res.output_bytes[off:off + t.bytes] if res.outputs_inline \

@@ -70,7 +70,14 @@ static uint32_t ticks(void) { return ~TIMER_VALUE; }
 
 uint32_t port_counter(void) { return ticks() * INSNS_PER_TICK; }
 uint8_t port_counter_kind(void) { return PORT_COUNTER_INSTRUCTIONS; }
-uint32_t port_millis(void) { return ticks() / (SYSCLK_HZ / 1000u); }
+uint32_t port_millis(void) {
+    static uint32_t last;
+    static uint64_t total; /* ticks since boot, immune to the 32-bit wrap */
+    uint32_t t = ticks();
+    total += (uint32_t)(t - last);
+    last = t;
+    return (uint32_t)(total / (SYSCLK_HZ / 1000u));
+}
 const char *port_board_name(void) { return "qemu-" TP_QEMU_MACHINE; }
 uint32_t port_cpu_hz(void) { return SYSCLK_HZ; }
 
