@@ -76,7 +76,7 @@ def find_elf(build_dir: Path, env: str) -> Path:
     raise BuildError(f"{build_dir / env}: no ELF after the build")
 
 
-def build(env: str, model: bytes | str | Path | None, backend: str = "aot",
+def build_firmware(env: str, model: bytes | str | Path | None, backend: str = "aot",
           out: str | Path | None = None, progress: Progress | None = None,
           jobs: int | None = None) -> Path:
     """Export `model` (None = firmware/test_model), build env `env`, return the ELF path."""
@@ -110,3 +110,6 @@ def build(env: str, model: bytes | str | Path | None, backend: str = "aot",
         first = errors[0].strip() if errors else "see the log"
         raise BuildError(f"pio run -e {env} failed: {first} (log: {log})")
     return find_elf(out / "pio", env)
+
+
+build = build_firmware

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError, DeviceError, ModelError
-from pipeline.hil import build as fwbuild
 from pipeline.hil.boards import BoardSpec, board
+from pipeline.hil.build import REPO, build_firmware, model_hash, pio_env, pio_executable
 from pipeline.hil.devices import find_port
 from pipeline.hil.emulator import Emulator
 from pipeline.hil.link import Link
@@ -55,11 +55,11 @@ def flash_firmware(env: str, elf: str | Path, port: str | None = None) -> Emulat
         assert spec.machine is not None
         return Emulator(spec.machine, Path(elf)).start()
     build_dir = Path(elf).parent.parent
-    cmd = [fwbuild.pio_executable(), "run", "-e", env, "-t", "upload", "-d", str(fwbuild.REPO)]
+    cmd = [pio_executable(), "run", "-e", env, "-t", "upload", "-d", str(REPO)]
     if port:
         cmd += ["--upload-port", port]
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=fwbuild.pio_env({"PLATFORMIO_BUILD_DIR": str(build_dir)}))
+                          env=pio_env({"PLATFORMIO_BUILD_DIR": str(build_dir)}))
     if proc.returncode != 0:
         last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
         raise DeviceError(f"flashing {env} failed: {last}")
@@ -127,7 +127,7 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
         labels = None if labels is None else np.asarray(labels)[:limit]
     if len(x) == 0:
         raise DataError("no samples to run")
-    want_hash = fwbuild.model_hash(tfl)
+    want_hash = model_hash(tfl)
     say = build_progress or (lambda _m: None)
     say("host reference (TFLM)")
     reference = run_tflm(tfl, [x]).outputs[0]
@@ -137,7 +137,7 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
     with ExitStack() as stack:
         url = port
         if flash:
-            fw = Path(elf) if elf else fwbuild.build(env, tfl, backend=backend,
+            fw = Path(elf) if elf else build_firmware(env, tfl, backend=backend,
                                                      out=Path(out_dir) / "firmware",
                                                      progress=say)
             say(f"flashing {env}")
