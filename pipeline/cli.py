@@ -273,13 +273,18 @@ def print_summary(r: dict) -> None:
 
 
 def _register_optional() -> None:
-    """Commands that live in their own modules (device side); absent modules are skipped."""
-    try:
-        from pipeline import cli_device
-    except ImportError:
-        return
-    for name in getattr(cli_device, "COMMANDS", ()):
-        cli.add_command(getattr(cli_device, name))
+    """Commands that live in their own modules (device side, bench); each lists COMMANDS."""
+    import importlib
+
+    for mod in ("pipeline.cli_device", "pipeline.cli_bench"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        for name in getattr(m, "COMMANDS", ()):
+            cli.add_command(getattr(m, name))
 
 
 _register_optional()
