@@ -149,6 +149,7 @@ static void on_infer(const tp_frame_t *f) {
     for (uint16_t r = 0; r < runs && status == 0; r++) {
         /* Start on a counter edge so coarse counters (timer ticks, micros) quantize the same
            way every time. Free-running cycle counters change at once. */
+        infer_prepare();
         uint32_t t0, edge = port_counter();
         while ((t0 = port_counter()) == edge) {
         }

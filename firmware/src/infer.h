@@ -24,10 +24,13 @@ typedef struct {
 } infer_tensor_t;
 
 int infer_init(void);                 /* 0 on success */
+/* Copy the staged inputs (infer_input) into the model's input tensors. The model may reuse
+   its input memory for activations, so this runs before every infer_run, outside the timing. */
+int infer_prepare(void);
 int infer_run(void);                  /* 0 on success */
 int infer_num_inputs(void);
 int infer_num_outputs(void);
-uint8_t *infer_input(int i);
+uint8_t *infer_input(int i);          /* staging buffer, kept across runs */
 const uint8_t *infer_output(int i);
 int infer_input_info(int i, infer_tensor_t *t);  /* 0 on success */
 int infer_output_info(int i, infer_tensor_t *t);

@@ -47,13 +47,46 @@ static const io_meta_t out_meta[] = {
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* Inputs are staged here: the arena planner may overlay the model's input tensors with later
+   activations, so a second run on the same input needs a fresh copy. */
+#define STAGE_BYTES(P, N) (P##N##_BYTES)
+static uint8_t stage0[STAGE_BYTES(TP_INPUT, 0)];
+#if defined(TP_INPUT1_RANK)
+static uint8_t stage1[STAGE_BYTES(TP_INPUT, 1)];
+#endif
+#if defined(TP_INPUT2_RANK)
+static uint8_t stage2[STAGE_BYTES(TP_INPUT, 2)];
+#endif
+#if defined(TP_INPUT3_RANK)
+static uint8_t stage3[STAGE_BYTES(TP_INPUT, 3)];
+#endif
+static uint8_t *const stages[] = {
+    stage0,
+#if defined(TP_INPUT1_RANK)
+    stage1,
+#endif
+#if defined(TP_INPUT2_RANK)
+    stage2,
+#endif
+#if defined(TP_INPUT3_RANK)
+    stage3,
+#endif
+};
+
 int infer_init(void) { return tp_init(); }
+
+int infer_prepare(void) {
+    for (int i = 0; i < infer_num_inputs(); i++)
+        memcpy(tp_input(i), stages[i], tp_input_bytes(i));
+    return 0;
+}
+
 int infer_run(void) { return tp_invoke(); }
 int infer_num_inputs(void) { return tp_num_inputs() < COUNT(in_meta) ? tp_num_inputs() : COUNT(in_meta); }
 int infer_num_outputs(void) {
     return tp_num_outputs() < COUNT(out_meta) ? tp_num_outputs() : COUNT(out_meta);
 }
-uint8_t *infer_input(int i) { return (uint8_t *)tp_input(i); }
+uint8_t *infer_input(int i) { return i >= 0 && i < infer_num_inputs() ? stages[i] : NULL; }
 const uint8_t *infer_output(int i) { return (const uint8_t *)tp_output(i); }
 
 static int fill(const io_meta_t *m, uint32_t bytes, infer_tensor_t *t) {

@@ -1,0 +1,61 @@
+"""The whole `tinypipe hil` path on the device, and the link through a faulty line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.hil.boards import board
+from pipeline.hil.emulator import Emulator
+from pipeline.hil.faults import FaultProxy
+from pipeline.hil.link import Link
+from pipeline.hil.runner import run_hil, stream
+
+
+def test_run_hil_accuracy_equals_host(env: str, model_path: Path, firmware: Path | None,
+                                      samples: np.ndarray, reference: np.ndarray,
+                                      request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # Labels: the host's predictions with every third one changed, so accuracy is not trivial.
+    labels = reference.reshape(len(samples), -1).argmax(1)
+    labels[::3] = (labels[::3] + 1) % reference.shape[-1]
+    given = request.config.getoption("hil_port")
+    if given:
+        request.getfixturevalue("link").close()  # the port can only be open once
+    summary = run_hil(env, model_path, port=given, out_dir=tmp_path, flash=not given,
+                      samples=samples, labels=labels, elf=firmware)
+    assert summary["complete"] and summary["samples"] == len(samples)
+    assert summary["bit_exact_rate"] == 1.0
+    assert summary["accuracy"] == summary["host_accuracy"] == pytest.approx(2 / 3, abs=0.05)
+    assert summary["latency"][summary["counter"]]["mean"] > 0
+    report = json.loads((tmp_path / "hil.json").read_text())
+    assert [s["index"] for s in report["samples"]] == list(range(len(samples)))
+    assert {"index", "output", "label", "prediction", summary["counter"]} <= \
+        set(report["samples"][0])
+    assert (tmp_path / "hil.md").is_file() and (tmp_path / "latency.png").is_file()
+    if given:
+        request.getfixturevalue("link").open()
+
+
+def test_every_sample_once_through_faulty_line(env: str, firmware: Path | None,
+                                               samples: np.ndarray, reference: np.ndarray,
+                                               request: pytest.FixtureRequest) -> None:
+    spec = board(env)
+    if not spec.emulated or request.config.getoption("hil_port"):
+        pytest.skip("the fault proxy sits between the harness and QEMU's TCP UART")
+    qemu = request.getfixturevalue("qemu")
+    n = 24
+    with Emulator(spec.machine, firmware, qemu=qemu) as emu, \
+            FaultProxy(("127.0.0.1", emu.port), drop=0.005, corrupt=0.005, seed=11) as proxy, \
+            Link(proxy.url, timeout=0.15, retries=40, first_infer_timeout=1.0) as link:
+        link.hello(timeout=1.0)
+        recs = stream(link, samples[:n], link.hello_info.counter_kind)
+        device = link.stats_device()
+    assert [r["index"] for r in recs] == list(range(n))
+    got = np.array([r["output"] for r in recs], dtype=np.int8)
+    assert np.array_equal(got, reference[:n].reshape(n, -1))
+    faults = sum(c.dropped + c.corrupted for c in (proxy.to_device, proxy.to_host))
+    assert faults > 0 and link.stats.retries > 0
+    assert device["infer_runs"] == n  # replays answered lost INFERs without running them again
