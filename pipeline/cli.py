@@ -254,6 +254,47 @@ def run(config, out, overrides, epochs, alpha, data_path):
     print_summary(report)
 
 
+@cli.command()
+@config_options
+@click.option("--budget-flash", default="128KB", show_default=True, help="Max .tflite bytes.")
+@click.option("--budget-ram", default="64KB", show_default=True, help="Max arena bytes.")
+@click.option("--budget-macs", default="12.5M", show_default=True, help="Max MACs.")
+@click.option("--minutes", type=float, default=30.0, show_default=True,
+              help="Time for training candidates.")
+@click.option("--family", "families", multiple=True,
+              type=click.Choice(["mobilenet_v1", "mobilenet_v2", "dense1_mobilenet",
+                                 "dense2_mobilenet"]), help="Restrict families (repeatable).")
+@click.option("--alphas", default="0.25,0.35,0.5,0.75,1.0", show_default=True)
+@click.option("--resolutions", default="32,48,64,96", show_default=True)
+@click.option("--heads", default="0,256", show_default=True, help="Head widths (0 = none).")
+def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budget_ram,
+           budget_macs, minutes, families, alphas, resolutions, heads):
+    """Budget-first model search: measure every candidate exactly, train those that fit.
+
+    \b
+    Example:
+      tinypipe search --data cifar10_train.npz --budget-flash 128KB --budget-ram 64KB \\
+        --budget-macs 12.5M --minutes 60 --out runs/search
+    """
+    from pipeline.search import FAMILIES, enumerate_candidates, parse_size
+    from pipeline.search import search as run_search
+
+    st, con = _stages(config, out, overrides, epochs, alpha, data_path)
+    budgets = {"flash": parse_size(budget_flash, "--budget-flash"),
+               "ram": parse_size(budget_ram, "--budget-ram"),
+               "macs": parse_size(budget_macs, "--budget-macs")}
+    cands = enumerate_candidates(
+        st.cfg.preprocess.channels, families or FAMILIES,
+        [float(a) for a in alphas.split(",")], [int(r) for r in resolutions.split(",")],
+        [int(h) or None for h in heads.split(",")])
+    res = run_search(st.cfg, budgets, minutes, out, cands, log=con.log)
+    click.echo(f"candidates: {len(res.candidates)}, within budget: "
+               f"{sum(c.fits for c in res.candidates)}")
+    click.echo(f"best: {res.best.name if res.best else 'none'}"
+               + (f" (val {res.best.accuracy:.2%})" if res.best else ""))
+    click.echo(f"table: {Path(out) / 'search.md'}")
+
+
 def print_summary(r: dict) -> None:
     a, m = r["accuracy"], r["model"]
 

@@ -13,6 +13,8 @@ import yaml
 
 from pipeline.errors import ConfigError
 
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "dense1_mobilenet", "dense2_mobilenet")
+
 
 @dataclass
 class SyntheticConfig:
@@ -46,7 +48,8 @@ class PreprocessConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "mobilenet_v1"  # mobilenet_v1 | mobilenet_v2
+    arch: str = "mobilenet_v1"  # mobilenet_v1 | mobilenet_v2 | dense1_mobilenet | dense2_mobilenet
+    growth: int = 16  # dense variants: channels each densely connected block adds
     alpha: float = 0.25
     first_stride: int = 2
     blocks: int | None = None  # keep only the first N blocks (None = all)
@@ -130,7 +133,7 @@ class Config:
         _choice("preprocess.channels", p.channels, (1, 3))
         _choice("preprocess.resize", p.resize, ("stretch", "crop"))
         m = self.model
-        _choice("model.arch", m.arch, ("mobilenet_v1", "mobilenet_v2"))
+        _choice("model.arch", m.arch, ARCHS)
         if not 0.1 <= m.alpha <= 1.0:
             raise ConfigError(f"model.alpha must be in 0.1..1.0, got {m.alpha}")
         _choice("model.first_stride", m.first_stride, (1, 2))

@@ -68,8 +68,11 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
         x = _v1_body(inp, cfg)
     elif cfg.arch == "mobilenet_v2":
         x = _v2_body(inp, cfg)
+    elif cfg.arch in ("dense1_mobilenet", "dense2_mobilenet"):
+        x = _dense_body(inp, cfg, dense1=cfg.arch.startswith("dense1"))
     else:
-        raise ModelError(f"unknown arch {cfg.arch!r}; use mobilenet_v1 or mobilenet_v2")
+        raise ModelError(f"unknown arch {cfg.arch!r}; use mobilenet_v1, mobilenet_v2, "
+                         "dense1_mobilenet or dense2_mobilenet")
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
@@ -101,6 +104,51 @@ def _v1_body(x, cfg: ModelConfig):
     for i, (filters, stride) in enumerate(blocks, start=1):
         x = _dw_bn(x, stride, f"conv_dw_{i}", f"conv_dw_{i}_bn")
         x = _conv_bn(x, int(filters * cfg.alpha), 1, 1, f"conv_pw_{i}", f"conv_pw_{i}_bn")
+    if cfg.head_channels:
+        x = _conv_bn(x, cfg.head_channels, 1, 1, "conv_head", "conv_head_bn")
+    return x
+
+
+def _concat(xs: list, name: str):
+    return xs[0] if len(xs) == 1 else layers.Concatenate(name=name)(xs)
+
+
+def _dense_body(x, cfg: ModelConfig, dense1: bool):
+    """Dense-MobileNet: MobileNet v1 blocks with dense connections inside each resolution.
+
+    A "group" is the run of blocks between two stride-2 blocks. Every block reads the
+    concatenation of everything its group produced so far and adds `growth` channels.
+    Dense1 also connects the two layers of each block (the pointwise conv sees the block input
+    beside the depthwise output), and the group's last block is a full-width pointwise conv that
+    narrows the concatenation, standing in for DenseNet's transition layer. Dense2 connects
+    whole blocks only and needs no narrowing: the stride-2 depthwise conv of the next group
+    shrinks the map, and the head pools the last group's concatenation.
+    """
+    if cfg.growth < 1:
+        raise ModelError(f"growth must be >= 1, got {cfg.growth}")
+    x = _conv_bn(x, int(32 * cfg.alpha), 3, cfg.first_stride, "conv1", "conv1_bn")
+    blocks = V1_BLOCKS[: cfg.blocks] if cfg.blocks else V1_BLOCKS
+    group = [x]
+    for i, (filters, stride) in enumerate(blocks, start=1):
+        inp = _concat(group, f"dense_{i}_in")
+        last_in_group = i == len(blocks) or blocks[i][1] == 2
+        d = _dw_bn(inp, stride, f"conv_dw_{i}", f"conv_dw_{i}_bn")
+        if stride == 2:
+            width = int(filters * cfg.alpha)
+        elif dense1 and last_in_group:
+            width = int(filters * cfg.alpha)
+        else:
+            width = cfg.growth
+        pw_in = layers.Concatenate(name=f"dense_{i}_pw_in")([inp, d]) \
+            if dense1 and stride == 1 else d
+        y = _conv_bn(pw_in, width, 1, 1, f"conv_pw_{i}", f"conv_pw_{i}_bn")
+        if stride == 2:
+            group = [y]
+        elif dense1 and last_in_group:
+            group = [y]
+        else:
+            group.append(y)
+    x = _concat(group, "dense_out")
     if cfg.head_channels:
         x = _conv_bn(x, cfg.head_channels, 1, 1, "conv_head", "conv_head_bn")
     return x
