@@ -295,6 +295,25 @@ def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budge
     click.echo(f"table: {Path(out) / 'search.md'}")
 
 
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, exists=True), required=True,
+              help="A finished run folder.")
+@click.option("--dest", type=click.Path(file_okay=False), required=True,
+              help="Where the model, card.json and README.md go.")
+def card(out, dest):
+    """Publish a run as a model folder: model.tflite, card.json, README.md and plots.
+
+    \b
+    Example:
+      tinypipe card --out runs/cifar10 --dest models/cifar10
+    """
+    from pipeline.card import publish
+
+    c = publish(out, dest)
+    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM val accuracy "
+               f"{c['validation']['accuracy_tflm']})")
+
+
 def print_summary(r: dict) -> None:
     a, m = r["accuracy"], r["model"]
 

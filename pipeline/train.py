@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ def train(cfg: Config, ds: Dataset, out_dir: str | Path | None = None,
     if progress is not None:
         callbacks.append(_Progress(progress, t.epochs))
     start = time.perf_counter()
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # tf.data is shuffled above
     hist = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=0,
                      callbacks=callbacks)
     seconds = time.perf_counter() - start

@@ -116,3 +116,18 @@ def test_run_end_to_end(tmp_path):
     res = CliRunner().invoke(cli, ["evaluate", "--model", str(out), "--data",
                                    str(tmp_path / "eval.npz")], catch_exceptions=False)
     assert res.exit_code == 0 and "samples: 60" in res.output, res.output
+
+
+def test_card_publishes_a_run(tiny_run, tmp_path):
+    out, report = tiny_run
+    dest = tmp_path / "published"
+    res = CliRunner().invoke(cli, ["card", "--out", str(out), "--dest", str(dest)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    card = json.loads((dest / "card.json").read_text())
+    assert (dest / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
+    assert card["macs"] == report["model"]["macs"]
+    assert card["validation"]["accuracy_tflm"] == report["accuracy"]["tflm"]
+    assert card["preprocess"]["pixel_scale"] == pytest.approx(1 / 255)
+    assert card["config"]["model"]["arch"] == "mobilenet_v1"
+    assert "confusion.png" in (dest / "README.md").read_text()
