@@ -88,6 +88,8 @@ class TrainConfig:
 class QuantizeConfig:
     representative_samples: int = 200
     per_channel: bool = True
+    qat_epochs: int = 0  # > 0: also fine-tune with fake quantization, keep it only if better
+    qat_lr: float = 2e-4
 
 
 @dataclass

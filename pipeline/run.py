@@ -118,11 +118,34 @@ class Stages:
         self.log(f"int8 quantization with {n} representative samples")
         m1 = export_copy(model, self.cfg.model, ds.num_classes)
         data = quantize(m1, rep, per_channel=self.cfg.quantize.per_channel)
+        info = {"method": "ptq"}
+        if self.cfg.quantize.qat_epochs > 0:
+            data, info = self._maybe_qat(model, data, rep)
         self.run.tflite.write_bytes(data)
         rep_lint = lint(data)
         self.log("ops: " + ", ".join(f"{n} v{v}" for n, v in rep_lint.ops))
-        self.run.update_state(quantize={"ops": rep_lint.ops, "tflite_bytes": len(data)})
+        self.run.update_state(quantize={"ops": rep_lint.ops, "tflite_bytes": len(data), **info})
         return data
+
+    def _maybe_qat(self, model, ptq: bytes, rep) -> tuple[bytes, dict]:
+        """QAT fine-tune; keep it only if its int8 validation accuracy beats PTQ's."""
+        from pipeline.data import scale_pixels
+        from pipeline.evaluate import evaluate
+        from pipeline.qat import qat_finetune
+
+        ds, q = self.dataset, self.cfg.quantize
+        self.log(f"quantization-aware fine-tune for {q.qat_epochs} epochs")
+        qat = qat_finetune(self.cfg, model, scale_pixels(ds.x_train, self.cfg.preprocess),
+                           ds.y_train, rep, ds.num_classes, epochs=q.qat_epochs, lr=q.qat_lr)
+        x, y = (ds.x_val, ds.y_val) if len(ds.x_val) else (ds.x_train, ds.y_train)
+        xf = scale_pixels(x, self.cfg.preprocess)
+        a_ptq = evaluate(xf, y, ds.class_names, tflite_bytes=ptq, tflm=False).int8.accuracy
+        a_qat = evaluate(xf, y, ds.class_names, tflite_bytes=qat, tflm=False).int8.accuracy
+        keep = a_qat > a_ptq
+        self.log(f"int8 val accuracy: PTQ {a_ptq:.2%}, QAT {a_qat:.2%} -> keeping "
+                 f"{'QAT' if keep else 'PTQ'}")
+        return (qat if keep else ptq), {"method": "qat" if keep else "ptq",
+                                        "ptq_val_accuracy": a_ptq, "qat_val_accuracy": a_qat}
 
     def evaluate(self, model=None, tflite: bytes | None = None, split: str = "test"):
         from pipeline.data import scale_pixels

@@ -118,3 +118,21 @@ def test_export_is_atomic_on_unknown_op(tmp_path, monkeypatch):
     with pytest.raises(UnsupportedOpError, match="op #0 FULLY_CONNECTED"):
         export_tflm(data, tmp_path / "c", ["a"], None, 1)
     assert not (tmp_path / "c").exists()
+
+
+def test_qat_is_measured_and_kept_only_if_better(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from pipeline.config import load_config
+    from pipeline.run import RunDir, Stages
+
+    src, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    cfg = load_config(run / "config.yaml", ["quantize.qat_epochs=1"])
+    data = Stages(cfg, RunDir(run)).quantize()
+    st = json.loads((run / "state.json").read_text())["quantize"]
+    assert st["method"] == ("qat" if st["qat_val_accuracy"] > st["ptq_val_accuracy"] else "ptq")
+    assert lint(data).input_dtype == "int8"
+    assert (run / "model.tflite").read_bytes() == data
