@@ -39,6 +39,19 @@ static void nak(const tp_frame_t *f, uint8_t code, uint32_t detail) {
     send(TP_NAK, f->seq, 6);
 }
 
+/* Header intact, payload corrupt: tell the host to resend now rather than time out. Uses its own
+   buffer so the cached answer to the last request survives for a replay. */
+static void nak_bad_crc(const tp_frame_t *f) {
+    uint8_t frame[TP_HEADER_BYTES + 6 + TP_TRAILER_BYTES];
+    uint8_t *p = frame + TP_HEADER_BYTES;
+    p[0] = f->type;
+    p[1] = TP_NAK_BAD_CRC;
+    tp_put32(p + 2, 0);
+    port_uart_write(frame, tp_frame_finish(frame, TP_NAK, f->seq, 6));
+    naks++;
+    tx_frames++;
+}
+
 static uint8_t *put_str(uint8_t *p, const char *s) {
     size_t n = strlen(s);
     if (n > 32) n = 32;
@@ -260,19 +273,33 @@ void app_setup(void) {
     tx_len = 0;
 }
 
+/* Act on a parser result, then keep rescanning the buffer until it has nothing more. */
+static void dispatch(int r, tp_frame_t *f) {
+    for (; r != TP_FEED_NONE; r = tp_parser_poll(&parser, f)) {
+        if (r == TP_FEED_FRAME)
+            handle(f);
+        else
+            nak_bad_crc(f);
+    }
+}
+
 void app_loop(void) {
     tp_frame_t f;
     int c;
     int got = 0;
     while ((c = port_uart_read()) >= 0) {
         got = 1;
-        if (tp_parser_feed(&parser, (uint8_t)c, &f)) handle(&f);
+        dispatch(tp_parser_feed(&parser, (uint8_t)c, &f), &f);
     }
     uint32_t now = port_millis();
     if (got) {
         last_rx_ms = now;
     } else if (tp_parser_buffered(&parser) && now - last_rx_ms > RX_IDLE_MS) {
         tp_parser_flush(&parser);
+        last_rx_ms = now;
+        dispatch(tp_parser_poll(&parser, &f), &f);
+    } else {
+        port_idle();
     }
     if (baud_probation && now - baud_switched_at > BAUD_FALLBACK_MS) {
         baud_probation = 0;

@@ -30,6 +30,7 @@ enum {
 void port_init(void);                  /* clocks, UART at PORT default baud, counter */
 uint8_t port_reset_reason(void);       /* PORT_RESET_* */
 int port_uart_read(void);              /* next received byte, or -1 if none (never blocks) */
+void port_idle(void);                  /* nothing to do: may sleep until a byte or ~10 ms pass */
 void port_uart_write(const uint8_t *buf, size_t n); /* blocks until queued */
 void port_uart_flush(void);            /* blocks until the last byte left the wire */
 uint32_t port_uart_baud(void);

@@ -40,19 +40,28 @@ static void skip(tp_parser_t *p) {
     drop(p, k);
 }
 
-int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
+static void release(tp_parser_t *p) {
     if (p->pending) {
         drop(p, p->pending);
         p->pending = 0;
     }
+}
+
+int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
+    release(p);
     if (p->n >= TP_FRAME_MAX) skip(p); /* cannot happen with valid headers; stay bounded anyway */
     p->buf[p->n++] = byte;
+    return tp_parser_poll(p, f);
+}
+
+int tp_parser_poll(tp_parser_t *p, tp_frame_t *f) {
+    release(p);
     for (;;) {
-        if (p->n == 0) return 0;
+        if (p->n == 0) return TP_FEED_NONE;
         if (p->buf[0] != TP_SYNC0) { skip(p); continue; }
-        if (p->n < 2) return 0;
+        if (p->n < 2) return TP_FEED_NONE;
         if (p->buf[1] != TP_SYNC1) { skip(p); continue; }
-        if (p->n < TP_HEADER_BYTES) return 0;
+        if (p->n < TP_HEADER_BYTES) return TP_FEED_NONE;
         uint16_t len = tp_get16(p->buf + 4);
         if (tp_crc8(p->buf + 2, 4) != p->buf[6] || len > TP_MAX_PAYLOAD) {
             p->bad_header++;
@@ -60,12 +69,16 @@ int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
             continue;
         }
         uint16_t total = (uint16_t)(TP_HEADER_BYTES + len + TP_TRAILER_BYTES);
-        if (p->n < total) return 0;
+        if (p->n < total) return TP_FEED_NONE;
         uint16_t crc = tp_crc16(p->buf + 2, (size_t)(TP_HEADER_BYTES - 2 + len));
         if (crc != tp_get16(p->buf + TP_HEADER_BYTES + len)) {
             p->bad_crc++;
+            f->type = p->buf[2];
+            f->seq = p->buf[3];
+            f->len = 0;
+            f->payload = NULL;
             skip(p);
-            continue;
+            return TP_FEED_BAD_CRC; /* the caller polls to rescan the bytes after it */
         }
         f->type = p->buf[2];
         f->seq = p->buf[3];
@@ -73,16 +86,15 @@ int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f) {
         f->payload = p->buf + TP_HEADER_BYTES;
         p->pending = total;
         p->frames++;
-        return 1;
+        return TP_FEED_FRAME;
     }
 }
 
 uint16_t tp_parser_buffered(const tp_parser_t *p) { return (uint16_t)(p->n - p->pending); }
 
 void tp_parser_flush(tp_parser_t *p) {
-    p->dropped += (uint32_t)(p->n - p->pending);
-    p->n = 0;
-    p->pending = 0;
+    release(p);
+    skip(p);
 }
 
 size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len) {

@@ -42,7 +42,8 @@ enum {
     TP_NAK_BAD_ARG = 5,
     TP_NAK_INFER_FAILED = 6,
     TP_NAK_BAUD_UNSUPPORTED = 7,
-    TP_NAK_NOT_READY = 8
+    TP_NAK_NOT_READY = 8,
+    TP_NAK_BAD_CRC = 9 /* header intact, payload corrupt: resend at once */
 };
 
 #define TP_MAX_RUNS 32
@@ -67,12 +68,17 @@ typedef struct {
 uint8_t tp_crc8(const uint8_t *p, size_t n);
 uint16_t tp_crc16(const uint8_t *p, size_t n);
 void tp_parser_init(tp_parser_t *p);
-/* Feed one byte. Returns 1 and fills *f when a valid frame completes; f->payload stays valid
-   until the next call. Garbage and corrupt frames are skipped (counted), never fatal. */
+/* Feed one byte. Returns TP_FEED_FRAME and fills *f when a valid frame completes (f->payload
+   stays valid until the next call); TP_FEED_BAD_CRC with f->type/seq set when a frame with an
+   intact header failed its CRC; else TP_FEED_NONE. Garbage is skipped (counted), never fatal. */
+enum { TP_FEED_NONE = 0, TP_FEED_FRAME = 1, TP_FEED_BAD_CRC = 2 };
 int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f);
+/* Rescan what is buffered without new input; call after any non-NONE result until NONE. */
+int tp_parser_poll(tp_parser_t *p, tp_frame_t *f);
 /* Bytes of an incomplete frame waiting for more input. */
 uint16_t tp_parser_buffered(const tp_parser_t *p);
-/* Drop an incomplete frame (the rest of it was lost); counted as dropped bytes. */
+/* Give up on the incomplete frame at the head (the rest of it was lost): skip to the next
+   sync byte. Then poll, since a complete frame may sit behind it. */
 void tp_parser_flush(tp_parser_t *p);
 /* Write header and CRC around a payload already placed at frame + TP_HEADER_BYTES.
    Returns the total frame size. */

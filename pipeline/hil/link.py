@@ -28,6 +28,8 @@ class LinkStats:
     retries: int = 0
     timeouts: int = 0
     stray_frames: int = 0
+    torn: int = 0      # answers that arrived with a bad CRC (resent at once)
+    nak_crc: int = 0   # requests the device saw with a bad CRC (resent at once)
     boots: int = 0
 
 
@@ -100,11 +102,22 @@ class Link:
         """Send raw bytes (tests use it to inject garbage)."""
         self._write(data)
 
-    def wait_frame(self, accept: Callable[[P.Frame], bool], timeout: float) -> P.Frame | None:
-        """Read until a frame passes `accept`, or None after `timeout` seconds."""
+    def wait_frame(self, accept: Callable[[P.Frame], bool], timeout: float,
+                   torn_seq: int | None = None) -> P.Frame | None:
+        """Read until a frame passes `accept`, or None after `timeout` seconds.
+
+        Also returns None at once when a frame with seq `torn_seq` arrives corrupted.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for f in self._dec.feed(self._read()):
+            frames = self._dec.feed(self._read())
+            if self._dec.torn:
+                torn, self._dec.torn = self._dec.torn, []
+                if torn_seq is not None and any(seq == torn_seq for _, seq in torn) \
+                        and not frames:
+                    self.stats.torn += 1
+                    return None
+            for f in frames:
                 if accept(f):
                     return f
                 if f.type == P.Msg.BOOT:
@@ -113,9 +126,10 @@ class Link:
                     self.stats.stray_frames += 1
         return None
 
-    def request(self, msg: P.Msg, payload: bytes = b"", timeout: float | None = None,
+    def request(self, msg: P.Msg | int, payload: bytes = b"", timeout: float | None = None,
                 retries: int | None = None) -> bytes:
         """Send a request and return the response payload; resend the same frame on timeout."""
+        name = P.Msg(msg).name if msg in P.Msg._value2member_map_ else f"0x{msg:02x}"
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
         frame = P.encode(msg, seq, payload)
@@ -126,19 +140,24 @@ class Link:
             if attempt:
                 self.stats.retries += 1
             self._write(frame)
+            torn = self.stats.torn
             got = self.wait_frame(lambda f: f.seq == seq and f.type in want,
-                                  self.timeout if timeout is None else timeout)
+                                  self.timeout if timeout is None else timeout, torn_seq=seq)
             if got is None:
-                self.stats.timeouts += 1
-                self._dec.buf.clear()  # a torn frame must not swallow the next answer
+                if self.stats.torn == torn:
+                    self.stats.timeouts += 1
+                    self._dec.buf.clear()  # a torn frame must not swallow the next answer
                 continue
             if got.type == P.Msg.NAK:
                 req, code, detail = P.decode_nak(got.payload)
+                if code == P.Nak.BAD_CRC:  # our request arrived damaged: send it again
+                    self.stats.nak_crc += 1
+                    continue
                 reason = P.Nak(code).name if code in P.Nak._value2member_map_ else str(code)
-                raise NakError(f"{self.url}: device refused {msg.name}: {reason} ({detail})")
+                raise NakError(f"{self.url}: device refused {name}: {reason} ({detail})")
             return got.payload
         raise DeviceError(
-            f"{self.url}: no answer to {msg.name} after {tries} tries; check the cable, "
+            f"{self.url}: no answer to {name} after {tries} tries; check the cable, "
             "the baud rate and that the tinypipe firmware is flashed (try --flash)")
 
     # ---- commands --------------------------------------------------------------------------

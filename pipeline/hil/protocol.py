@@ -41,6 +41,7 @@ class Nak(IntEnum):
     INFER_FAILED = 6
     BAUD_UNSUPPORTED = 7
     NOT_READY = 8
+    BAD_CRC = 9
 
 
 COUNTER_KINDS = {0: "cycles", 1: "instructions", 2: "micros"}
@@ -104,6 +105,7 @@ class Decoder:
     """Incremental frame decoder: feed bytes, get frames; skips garbage and corrupt frames."""
 
     buf: bytearray = field(default_factory=bytearray)
+    torn: list[tuple[int, int]] = field(default_factory=list)  # (type, seq): header ok, CRC bad
     bad_header: int = 0
     bad_crc: int = 0
     dropped: int = 0
@@ -136,6 +138,7 @@ class Decoder:
             (crc,) = struct.unpack_from("<H", self.buf, HEADER_BYTES + length)
             if crc16(body) != crc:
                 self.bad_crc += 1
+                self.torn.append((type_, seq))
                 self._skip()
                 continue
             out.append(Frame(type_, seq, bytes(self.buf[HEADER_BYTES:HEADER_BYTES + length])))

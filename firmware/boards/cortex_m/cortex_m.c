@@ -30,3 +30,14 @@ void cm_fault_reset(void) {
     cm_set_next_reset_reason(PORT_RESET_FAULT);
     cm_system_reset();
 }
+
+void cm_sleep_until_irq(unsigned irq, uint32_t ticks) {
+    CM_SYST_CSR = 0;
+    CM_SYST_RVR = ticks - 1u;
+    CM_SYST_CVR = 0;
+    CM_SYST_CSR = 7u; /* enable, exception request, core clock */
+    __asm volatile("wfi");
+    CM_SYST_CSR = 0;
+    CM_SCB_ICSR = 1u << 25; /* PENDSTCLR */
+    CM_NVIC_ICPR0 = 1u << irq;
+}

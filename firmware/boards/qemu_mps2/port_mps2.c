@@ -15,7 +15,11 @@
 #define UART_DATA CM_REG(UART0 + 0x00)
 #define UART_STATE CM_REG(UART0 + 0x04)
 #define UART_CTRL CM_REG(UART0 + 0x08)
+#define UART_INTCLEAR CM_REG(UART0 + 0x0C)
 #define UART_BAUDDIV CM_REG(UART0 + 0x10)
+#define CTRL_TX_RX 3u
+#define CTRL_RX_INTEN 8u
+#define UART0_RX_IRQ 0u
 #define STATE_TX_FULL 1u
 #define STATE_RX_FULL 2u
 
@@ -30,7 +34,9 @@ static uint8_t reason;
 void port_init(void) {
     reason = cm_take_reset_reason();
     UART_BAUDDIV = SYSCLK_HZ / baud;
-    UART_CTRL = 3u; /* TX and RX enable, no interrupts */
+    __asm volatile("cpsid i"); /* interrupts only ever wake WFI, no handler runs */
+    UART_CTRL = CTRL_TX_RX;
+    CM_NVIC_ISER0 = 1u << UART0_RX_IRQ;
     TIMER_CTRL = 0;
     TIMER_RELOAD = 0xFFFFFFFFu;
     TIMER_VALUE = 0xFFFFFFFFu;
@@ -41,6 +47,14 @@ uint8_t port_reset_reason(void) { return reason; }
 
 int port_uart_read(void) {
     return (UART_STATE & STATE_RX_FULL) ? (int)(UART_DATA & 0xFFu) : -1;
+}
+
+void port_idle(void) {
+    UART_CTRL = CTRL_TX_RX | CTRL_RX_INTEN;
+    if (!(UART_STATE & STATE_RX_FULL)) cm_sleep_until_irq(UART0_RX_IRQ, SYSCLK_HZ / 100u);
+    UART_CTRL = CTRL_TX_RX;
+    UART_INTCLEAR = 2u;
+    CM_NVIC_ICPR0 = 1u << UART0_RX_IRQ;
 }
 
 void port_uart_write(const uint8_t *buf, size_t n) {
