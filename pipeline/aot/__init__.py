@@ -23,7 +23,8 @@ from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
 __all__ = ["AotResult", "export_aot", "check_supported", "KERNELS_DIR"]
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
-_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h")
+_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
+SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -88,8 +89,13 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
                 const_of[tid] = tid
         if k.alias and k.inputs[0] in const_of:
             const_of[k.outputs[0]] = const_of[k.inputs[0]]
-    steps = [Step(k.inputs, k.outputs, k.alias, k.inplace) for _, k in kernels]
     nbytes = {}
+    for pos, (_, k) in enumerate(kernels):
+        if k.scratch:
+            k.scratch_tid = SCRATCH_BASE + pos
+            nbytes[k.scratch_tid] = k.scratch
+    steps = [Step(k.inputs, k.outputs + ([k.scratch_tid] if k.scratch else []), k.alias,
+                  k.inplace) for _, k in kernels]
     for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
         if tid >= 0 and tid not in const_of:
             nbytes[tid] = g.tensors[tid].nbytes
@@ -108,7 +114,9 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
     src.write_text(emit.model_source(g, p, names, weights, decls, body,
                                      any("memcpy" in line for line in body)))
     files += [hdr, src]
-    for fname in list(_COMMON_FILES) + [f"{f}.c" for f in families]:
+    sources = [f"{f}.c" for f in families]
+    sources += [f"{f}_dsp.c" for f in families if (KERNELS_DIR / f"{f}_dsp.c").is_file()]
+    for fname in list(_COMMON_FILES) + sources:
         s = KERNELS_DIR / fname
         if not s.is_file():
             raise ModelError(f"{s}: tinykernels source missing from the installation")

@@ -66,12 +66,16 @@ def invoke_source(g: Graph, kernels: list[tuple[int, Kernel]], plan: Plan,
                   const_of: dict[int, int], names: Names) -> tuple[list[str], list[str]]:
     """Per-op declarations and the body of <prefix>_invoke()."""
     decls, body = [], []
-    for i, k in kernels:
+    for pos, (i, k) in enumerate(kernels):
         op = g.ops[i]
         tag = f"{names.p}_op{i}_"
+        body += _profile_call(names, pos)
 
         def subst(s: str, k=k, tag=tag) -> str:
             s = s.replace("@op@", tag)
+            if k.scratch:
+                s = s.replace("@scratch@", f"(int32_t *)({names.p}_arena + "
+                                           f"{plan.offsets[k.scratch_tid]})")
             for j, tid in enumerate(k.inputs):
                 s = s.replace(f"@in{j}@", _pointer(g, tid, plan, const_of, names, False))
             for j, tid in enumerate(k.outputs):
@@ -93,6 +97,11 @@ def invoke_source(g: Graph, kernels: list[tuple[int, Kernel]], plan: Plan,
         body.append(f"  /* op {i}: {op.name} */")
         body += ["  " + subst(c) for c in k.code]
     return decls, body
+
+
+def _profile_call(names: Names, pos: int | str) -> list[str]:
+    """Optional per-op timing hook; compiled only with -D<PREFIX>_PROFILE."""
+    return [f"#ifdef {names.P}_PROFILE", f"  {names.p}_profile_hook({pos});", "#endif"]
 
 
 def _io_macros(g: Graph, names: Names, kind: str, tids: list[int], plan: Plan) -> list[str]:
@@ -201,8 +210,14 @@ def model_source(g: Graph, plan: Plan, names: Names, weights: list[str], decls: 
         "",
         f"int {p}_init(void) {{ return 0; }}",
         "",
+        f"#ifdef {P}_PROFILE",
+        f"/* Called before op i (0..{P}_NUM_OPS-1) and once more with {P}_NUM_OPS at the end. */",
+        f"void {p}_profile_hook(int op_index);",
+        "#endif",
+        "",
         f"int {p}_invoke(void) {{",
         *body,
+        *_profile_call(names, f"{P}_NUM_OPS"),
         "  return 0;",
         "}",
         "",

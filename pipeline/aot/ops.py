@@ -35,6 +35,8 @@ class Kernel:
     code: list[str] = field(default_factory=list)
     alias: bool = False         # output is the input's memory (RESHAPE and friends)
     inplace: bool = False       # output may overwrite input 0 (element i read before written)
+    scratch: int = 0            # bytes of arena work space for this op only (@scratch@)
+    scratch_tid: int = -1       # pseudo tensor id the planner gives that space (set by export)
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -171,10 +173,13 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
     mults, shifts = _channel_multipliers(inp, filt, out, oc)
     sp = _spatial(op, inp, out, kh, kw)
+    scratch, scratch_n = _conv_scratch(depthwise, kh * kw, ic, filter_in_c, oc, oh * ow, dm
+                                       if depthwise else 1)
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
-                mult="@op@mult", shift="@op@shift")
+                mult="@op@mult", shift="@op@shift",
+                scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n)
     decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
              _conv_struct("@op@p", dims)]
     ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
@@ -183,7 +188,27 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
     else:
         call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
-    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call])
+    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call], scratch=scratch)
+
+
+CONV_BLOCK_BYTES = 4096  # int16 patch buffer of the DSP convolution (pixels per block follow)
+DW_MAX_TAPS = 16
+
+
+def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int, npx: int,
+                  dm: int) -> tuple[int, int]:
+    """Work space of the DSP kernels (bytes) and its size field (pixels per block or words)."""
+    if depthwise:
+        if dm != 1 or taps > DW_MAX_TAPS:
+            return 0, 0
+        words = oc * ((taps + 1) // 2 + 4) + (oc + 3) // 4
+        return 4 * words, words
+    if filter_in_c != ic:
+        return 0, 0
+    kp = (taps * ic + 3) // 4 * 4
+    px = max(2, min(64, CONV_BLOCK_BYTES // (2 * kp)) // 2 * 2)
+    px = min(px, (npx + 1) // 2 * 2)
+    return (px + 2) * kp * 2 + kp, px
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

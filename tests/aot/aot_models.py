@@ -93,3 +93,36 @@ def resnet_small(keras, shape=(32, 32, 3), classes=5):
     x = L.Dense(classes)(x)
     x = L.Softmax()(x)
     return keras.Model(inp, x)
+
+
+def resnet8(keras, shape=(32, 32, 3), classes=10):
+    """MLPerf Tiny ResNet-8 (CIFAR-10): conv16, three residual stages 16/32/64, pool, dense."""
+    L = keras.layers
+    inp = keras.Input(shape, batch_size=1)
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, **INIT)(inp)
+    x = BN(L)(x)
+    x = L.ReLU()(x)
+    for f, s in [(16, 1), (32, 2), (64, 2)]:
+        y = L.Conv2D(f, 3, strides=s, padding="same", use_bias=False, **INIT)(x)
+        y = BN(L)(y)
+        y = L.ReLU()(y)
+        y = L.Conv2D(f, 3, padding="same", use_bias=False, **INIT)(y)
+        y = BN(L)(y)
+        sc = x if s == 1 and x.shape[-1] == f else L.Conv2D(f, 1, strides=s, **INIT)(x)
+        x = L.ReLU()(L.Add()([sc, y]))
+    x = L.AveragePooling2D(x.shape[1])(x)
+    x = L.Flatten()(x)
+    x = L.Dense(classes)(x)
+    x = L.Softmax()(x)
+    return keras.Model(inp, x)
+
+
+def converted(keras_model, shape, seed=0, n=16, int8_io=True) -> bytes:
+    """Calibrate BN on uniform [-1, 1) data and convert to a full-int8 .tflite."""
+    import numpy as np
+    from aot_helpers import convert
+
+    rng = np.random.default_rng(seed)
+    rep = rng.uniform(-1, 1, size=(n, *shape)).astype(np.float32)
+    calibrate(keras_model, rep)
+    return convert(keras_model, rep, int8_io=int8_io)

@@ -24,6 +24,8 @@ typedef struct {
   int stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t in_offset, out_offset, act_min, act_max;
   const int32_t *mult, *shift;    /* one per output channel */
+  int32_t *scratch;               /* optional work buffer (DSP kernels), NULL if none */
+  int scratch_px;                 /* conv: output pixels per block; depthwise: scratch words */
 } tk_conv_params;
 
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,

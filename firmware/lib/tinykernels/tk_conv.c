@@ -1,9 +1,22 @@
 /* CONV_2D and DEPTHWISE_CONV_2D, int8 with per-channel requantization. */
 #include "tinykernels.h"
+#include "tk_dsp.h"
 #include "tk_fixedpoint.h"
 
+#if !TK_DSP
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
                   const int32_t *bias, int8_t *out) {
+  tk_conv2d_s8_ref(p, in, filter, bias, out);
+}
+
+void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_t *in,
+                            const int8_t *filter, const int32_t *bias, int8_t *out) {
+  tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
+}
+#endif
+
+void tk_conv2d_s8_ref(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                      const int32_t *bias, int8_t *out) {
   const int groups = p->in_c / p->filter_in_c;
   const int per_group = p->out_c / groups;
   int b, oy, ox, oc, ky, kx, ic;
@@ -41,8 +54,8 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
   }
 }
 
-void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_t *in,
-                            const int8_t *filter, const int32_t *bias, int8_t *out) {
+void tk_depthwise_conv2d_s8_ref(const tk_conv_params *p, int depth_mult, const int8_t *in,
+                                const int8_t *filter, const int32_t *bias, int8_t *out) {
   int b, oy, ox, ic, m, ky, kx;
   for (b = 0; b < p->batches; ++b) {
     for (oy = 0; oy < p->out_h; ++oy) {

@@ -1,0 +1,183 @@
+"""Benchmark an int8 .tflite with the AOT backend on a QEMU Cortex-M machine.
+
+    bench(model, env="qemu-m4") -> BenchResult;  format_table(result) -> str
+
+One call exports the model, builds the DSP kernels and the portable reference kernels side by
+side (each once plain, once with the per-op profiling hook), runs all four under
+`qemu-system-arm -icount shift=0` and reports instructions per inference (total and per layer),
+MACs per instruction, the AOT arena next to the TFLM arena and the flash taken by the ELF.
+Under QEMU latency is counted in instructions, never in seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ConfigError, ModelError
+
+BACKENDS = ("aot",)
+_FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
+
+
+@dataclass
+class LayerBench:
+    """One op: MACs and instructions with the DSP and the reference kernels."""
+
+    index: int
+    op: str
+    macs: int
+    instructions: int
+    ref_instructions: int
+
+
+@dataclass
+class VariantBench:
+    """Totals of one kernel build."""
+
+    kernels: str                      # "dsp" or "reference"
+    instructions_per_inference: int
+    macs_per_instruction: float
+    flash_bytes: int
+
+
+@dataclass
+class BenchResult:
+    """Everything one `tinypipe bench` run measured."""
+
+    model: str
+    env: str
+    machine: str
+    backend: str
+    macs: int
+    instructions_per_inference: int
+    macs_per_instruction: float
+    arena_bytes: int
+    tflm_arena_bytes: int | None
+    arena_ratio: float | None
+    flash_bytes: int
+    weights_bytes: int
+    baseline: VariantBench
+    layers: list[LayerBench] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def flash_bytes(elf: Path) -> int:
+    """Bytes the ELF places in flash: vectors, code, constants and the .data load image."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        return sum(s["sh_size"] for s in e.iter_sections() if s.name in _FLASH_SECTIONS)
+
+
+def _input_blob(graph, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for tid in graph.inputs:
+        t = graph.tensors[tid]
+        if t.dtype == "int8":
+            parts.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8).tobytes())
+        else:
+            parts.append(rng.uniform(-1, 1, size=t.shape).astype(np.float32).tobytes())
+    return b"".join(parts)
+
+
+def _measure(gen: Path, work: Path, env, portable: bool, blob: bytes, n_ops: int):
+    from pipeline.aot.arm import build_elf, run_elf
+
+    tag = "ref" if portable else "dsp"
+    elf = build_elf(gen, work / tag, env, portable=portable)
+    total = run_elf(elf, env, blob, 1, work / tag).ticks[0]
+    pelf = build_elf(gen, work / f"{tag}_prof", env, portable=portable, profile=True)
+    stamps = run_elf(pelf, env, blob, 1, work / f"{tag}_prof", n_ops=n_ops).op_ticks[0]
+    per_op = [stamps[i + 1] - stamps[i] for i in range(n_ops)]
+    return total, per_op, flash_bytes(elf)
+
+
+def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
+          work_dir: str | Path | None = None, seed: int = 0,
+          measure_tflm_arena: bool = True) -> BenchResult:
+    """Measure `model` on QEMU `env`; the DSP build is the result, the reference the baseline."""
+    from pipeline.aot import export_aot
+    from pipeline.aot.arm import get_env
+    from pipeline.aot.graph import load_graph
+    from pipeline.profile import profile_tflite
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: bench supports {', '.join(BACKENDS)}")
+    e = get_env(env)
+    path = Path(model)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read model ({err.strerror})") from None
+    prof = profile_tflite(data, measure_arena=measure_tflm_arena)
+    graph = load_graph(data, str(path))
+    own = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="tinypipe-bench-")) if own else Path(work_dir)
+    try:
+        res = export_aot(data, work / "gen")
+        n_ops = len(res.ops)
+        blob = _input_blob(graph, seed)
+        dsp_total, dsp_ops, dsp_flash = _measure(work / "gen", work, e, False, blob, n_ops)
+        ref_total, ref_ops, ref_flash = _measure(work / "gen", work, e, True, blob, n_ops)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    k = e.ns_per_tick
+    macs = prof.macs
+    macs_by_index = {lc.index: lc.macs for lc in prof.layers}
+    layers = [LayerBench(i, op, macs_by_index.get(i, 0), round(dsp_ops[i] * k),
+                         round(ref_ops[i] * k)) for i, op in enumerate(res.ops)]
+    ipi, ref_ipi = round(dsp_total * k), round(ref_total * k)
+    tflm = prof.arena_bytes
+    notes = [f"instructions = SysTick ticks x {k:g} (QEMU -icount shift=0, {e.machine}); "
+             f"resolution {k:g} instructions per reading",
+             "flash = .vectors+.text+.rodata+.ARM.exidx+.data of the bench ELF (model, kernels, "
+             "harness, libc helpers)"]
+    return BenchResult(
+        model=str(path), env=e.name, machine=e.machine, backend=backend, macs=macs,
+        instructions_per_inference=ipi, macs_per_instruction=round(macs / max(ipi, 1), 4),
+        arena_bytes=res.arena_bytes, tflm_arena_bytes=tflm,
+        arena_ratio=round(res.arena_bytes / tflm, 4) if tflm else None,
+        flash_bytes=dsp_flash, weights_bytes=res.weights_bytes,
+        baseline=VariantBench("reference", ref_ipi, round(macs / max(ref_ipi, 1), 4), ref_flash),
+        layers=layers, notes=notes)
+
+
+def format_table(r: BenchResult, top: int | None = None) -> str:
+    """Plain-text report: per-layer table, then totals."""
+    rows = r.layers
+    if top:
+        rows = sorted(rows, key=lambda lb: -lb.instructions)[:top]
+    lines = [f"{r.model} on {r.env} ({r.machine}), backend {r.backend}",
+             f"{'#':>3} {'op':<18} {'MACs':>11} {'instr (DSP)':>13} {'MAC/instr':>9} "
+             f"{'instr (ref)':>13} {'speed-up':>8}"]
+    for lb in rows:
+        mpi = f"{lb.macs / lb.instructions:.2f}" if lb.macs and lb.instructions else "-"
+        sp = f"{lb.ref_instructions / lb.instructions:.1f}x" if lb.instructions else "-"
+        lines.append(f"{lb.index:>3} {lb.op:<18} {lb.macs:>11,} {lb.instructions:>13,} {mpi:>9} "
+                     f"{lb.ref_instructions:>13,} {sp:>8}")
+    b = r.baseline
+    arena = (f"{r.arena_bytes:,} B (TFLM {r.tflm_arena_bytes:,} B, {r.arena_ratio:.1%})"
+             if r.tflm_arena_bytes else f"{r.arena_bytes:,} B")
+    lines += [
+        "",
+        f"MACs per inference          : {r.macs:,}",
+        f"instructions per inference  : {r.instructions_per_inference:,} (DSP kernels), "
+        f"{b.instructions_per_inference:,} (reference kernels)",
+        f"MACs per instruction        : {r.macs_per_instruction:.3f} (DSP), "
+        f"{b.macs_per_instruction:.3f} (reference)",
+        f"peak RAM (AOT arena)        : {arena}",
+        f"flash (ELF)                 : {r.flash_bytes:,} B (DSP), {b.flash_bytes:,} B "
+        f"(reference); weights {r.weights_bytes:,} B",
+    ]
+    return "\n".join(lines)

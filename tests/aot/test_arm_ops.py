@@ -1,0 +1,84 @@
+"""Per-op bit-exactness of the DSP kernels on QEMU Cortex-M4 (mps2-an386) and M7 (an500).
+
+Each case is converted once, run once in TFLM, and compared on both machines. Shapes cover the
+DSP fast paths (channel counts multiple of 4, 3x3 depthwise interior/border, odd pixel and
+channel counts, 5x5, dilation) and the fallbacks (grouped conv, depth multiplier 2). A fuzz case
+clones a conv with random output scales so that left shifts and large right shifts (the
+requantization's reference path) are exercised too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aot_helpers import convert, io_specs, mutate, replicate_last_op, set_quant
+from arm_harness import check_arm_bit_exact, needs_arm
+
+pytestmark = needs_arm
+N = 24
+
+
+def _conv(keras, shape, **kw):
+    def build():
+        inp = keras.Input(shape, batch_size=1)
+        return keras.Model(inp, keras.layers.Conv2D(**kw)(inp))
+    return build
+
+
+def _dw(keras, shape, **kw):
+    def build():
+        inp = keras.Input(shape, batch_size=1)
+        return keras.Model(inp, keras.layers.DepthwiseConv2D(**kw)(inp))
+    return build
+
+
+CASES = {
+    "pw_16to24_relu6": lambda k: _conv(k, (9, 7, 16), filters=24, kernel_size=1,
+                                       activation="relu6"),
+    "pw_8to5_odd": lambda k: _conv(k, (5, 5, 8), filters=5, kernel_size=1),
+    "conv3x3_s2_rgb": lambda k: _conv(k, (13, 11, 3), filters=8, kernel_size=3, strides=2,
+                                      padding="same", activation="relu"),
+    "conv3x3_s1_c12": lambda k: _conv(k, (8, 8, 12), filters=7, kernel_size=3,
+                                      padding="same"),
+    "conv5x5_valid_dil": lambda k: _conv(k, (12, 12, 4), filters=6, kernel_size=3,
+                                         dilation_rate=2, use_bias=False),
+    "conv_grouped": lambda k: _conv(k, (6, 6, 8), filters=8, kernel_size=3, groups=2,
+                                    padding="same"),
+    "dw3x3_s1_c8": lambda k: _dw(k, (10, 9, 8), kernel_size=3, padding="same",
+                                 activation="relu6"),
+    "dw3x3_s2_c5": lambda k: _dw(k, (9, 11, 5), kernel_size=3, strides=2, padding="same"),
+    "dw5x5_valid": lambda k: _dw(k, (9, 9, 4), kernel_size=5, use_bias=False),
+    "dw3x3_dm2": lambda k: _dw(k, (6, 6, 3), kernel_size=3, depth_multiplier=2,
+                               padding="same"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_op_dsp_m4_m7(keras, tmp_path, case):
+    rng = np.random.default_rng(sorted(CASES).index(case))
+    model = CASES[case](keras)()
+    shape = tuple(model.inputs[0].shape[1:])
+    rep = rng.normal(size=(16, *shape)).astype(np.float32)
+    b = convert(model, rep)
+    _, ref, _ = check_arm_bit_exact(b, tmp_path, n=N, seed=1)
+    assert any(len(np.unique(o)) > 2 for o in ref.outputs)
+
+
+@pytest.mark.parametrize("op", ["conv", "dw"])
+def test_requant_fuzz_dsp_m4_m7(keras, tmp_path, op):
+    """Cloned op with random output scales (some force multipliers > 1 or shifts > 23)."""
+    shape = (7, 7, 8)
+    build = (_conv(keras, shape, filters=8, kernel_size=3, padding="same") if op == "conv"
+             else _dw(keras, shape, kernel_size=3, padding="same"))
+    rng = np.random.default_rng(7)
+    base = convert(build(), rng.normal(size=(16, *shape)).astype(np.float32))
+    scales = [3e-4, 1e-3, 0.01, 0.05, 0.2, 0.9, 4.0, 60.0]
+
+    def edit(m):
+        def each(j, t, _op):
+            set_quant(t, scales[j], int(rng.integers(-128, 128)))
+        replicate_last_op(m, len(scales), each)
+
+    model = mutate(base, edit)
+    assert len(io_specs(model)[1]) == len(scales) + 1
+    check_arm_bit_exact(model, tmp_path, n=N, seed=3)
