@@ -36,7 +36,7 @@ BOARDS: dict[str, BoardSpec] = {b.env: b for b in (
               reset="qemu", machine="mps2-an386", timeout=0.5),
     BoardSpec("qemu-m7", "QEMU mps2-an500 (Cortex-M7)", "instructions", 25_000_000,
               reset="qemu", machine="mps2-an500", timeout=0.5),
-    BoardSpec("qemu-m55", "QEMU mps3-an547 (Cortex-M55)", "instructions", 32_000_000,
+    BoardSpec("qemu-m55", "QEMU mps3-an547 (Cortex-M55)", "instructions", 25_000_000,
               reset="qemu", machine="mps3-an547", timeout=0.5),
     BoardSpec("esp32dev", "ESP32 DevKit", "cycles", 240_000_000, _ESP_USB, "dtr-rts",
               fast_baud=921_600, boot_wait=1.5),

@@ -39,5 +39,9 @@ void cm_sleep_until_irq(unsigned irq, uint32_t ticks) {
     __asm volatile("wfi");
     CM_SYST_CSR = 0;
     CM_SCB_ICSR = 1u << 25; /* PENDSTCLR */
-    CM_NVIC_ICPR0 = 1u << irq;
+    cm_nvic_clear(irq);
 }
+
+void cm_nvic_enable(unsigned irq) { CM_NVIC_ISER(irq / 32u) = 1u << (irq % 32u); }
+
+void cm_nvic_clear(unsigned irq) { CM_NVIC_ICPR(irq / 32u) = 1u << (irq % 32u); }

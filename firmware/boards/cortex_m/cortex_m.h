@@ -11,8 +11,8 @@
 #define CM_SYST_CSR CM_REG(0xE000E010u)
 #define CM_SYST_RVR CM_REG(0xE000E014u)
 #define CM_SYST_CVR CM_REG(0xE000E018u)
-#define CM_NVIC_ISER0 CM_REG(0xE000E100u)
-#define CM_NVIC_ICPR0 CM_REG(0xE000E280u)
+#define CM_NVIC_ISER(n) CM_REG(0xE000E100u + 4u * (n))
+#define CM_NVIC_ICPR(n) CM_REG(0xE000E280u + 4u * (n))
 
 /* Survives a warm reset: lives in .noinit, guarded by a magic value. */
 void cm_set_next_reset_reason(uint8_t reason);
@@ -23,5 +23,7 @@ void cm_fault_reset(void);
    `ticks` core clocks pass. Under QEMU -icount the virtual clock follows real time while the
    core sleeps, so timeouts measured in virtual time stay sane. */
 void cm_sleep_until_irq(unsigned irq, uint32_t ticks);
+void cm_nvic_enable(unsigned irq);
+void cm_nvic_clear(unsigned irq);
 
 #endif

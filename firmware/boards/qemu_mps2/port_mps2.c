@@ -36,7 +36,7 @@ void port_init(void) {
     UART_BAUDDIV = SYSCLK_HZ / baud;
     __asm volatile("cpsid i"); /* interrupts only ever wake WFI, no handler runs */
     UART_CTRL = CTRL_TX_RX;
-    CM_NVIC_ISER0 = 1u << UART0_RX_IRQ;
+    cm_nvic_enable(UART0_RX_IRQ);
     TIMER_CTRL = 0;
     TIMER_RELOAD = 0xFFFFFFFFu;
     TIMER_VALUE = 0xFFFFFFFFu;
@@ -54,7 +54,7 @@ void port_idle(void) {
     if (!(UART_STATE & STATE_RX_FULL)) cm_sleep_until_irq(UART0_RX_IRQ, SYSCLK_HZ / 100u);
     UART_CTRL = CTRL_TX_RX;
     UART_INTCLEAR = 2u;
-    CM_NVIC_ICPR0 = 1u << UART0_RX_IRQ;
+    cm_nvic_clear(UART0_RX_IRQ);
 }
 
 void port_uart_write(const uint8_t *buf, size_t n) {
