@@ -124,6 +124,9 @@ def train(cfg: Config, ds: Dataset, out_dir: str | Path | None = None,
                                                        patience=t.early_stopping))
     if progress is not None:
         callbacks.append(_Progress(progress, t.epochs))
+    if out_dir is not None:  # per-epoch log on disk, readable while a long run is going
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "history.csv")))
     start = time.perf_counter()
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # tf.data is shuffled above
     hist = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, verbose=0,
