@@ -113,10 +113,12 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), console=con, transient=False) as bar:
         task = bar.add_task("preparing", total=None, rate="")
-        t0 = time.monotonic()
+        t0 = [time.monotonic()]
 
         def on_sample(done: int, total: int, _msg: str) -> None:
-            rate = done / max(time.monotonic() - t0, 1e-6)
+            if done == 1:
+                t0[0] = time.monotonic()
+            rate = (done - 1) / max(time.monotonic() - t0[0], 1e-6)
             bar.update(task, description=f"hil {env}", completed=done, total=total,
                        rate=f"{rate:.0f} samples/s")
 

@@ -127,6 +127,11 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
         labels = None if labels is None else np.asarray(labels)[:limit]
     if len(x) == 0:
         raise DataError("no samples to run")
+    if port is None and not flash:  # fail before the slow parts
+        if spec.emulated:
+            raise DeviceError(f"{env} is an emulator: flash it (drop --no-flash) or pass "
+                              "--port socket://127.0.0.1:PORT of a running QEMU")
+        port = find_port(env)
     want_hash = model_hash(tfl)
     say = build_progress or (lambda _m: None)
     say("host reference (TFLM)")
@@ -146,9 +151,6 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
                 stack.enter_context(emu)
                 url = emu.url
         if url is None:
-            if spec.emulated:
-                raise DeviceError(f"{env} is an emulator: flash it (drop --no-flash) or pass "
-                                  "--port socket://127.0.0.1:PORT of a running QEMU")
             url = find_port(env)
         link = stack.enter_context(Link(url, baud=spec.baud,
                                         timeout=timeout or spec.timeout).open())
