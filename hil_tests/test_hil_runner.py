@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.errors import DeviceError
 from pipeline.hil.boards import board
 from pipeline.hil.emulator import Emulator
 from pipeline.hil.faults import FaultProxy
@@ -59,3 +60,28 @@ def test_every_sample_once_through_faulty_line(env: str, firmware: Path | None,
     faults = sum(c.dropped + c.corrupted for c in (proxy.to_device, proxy.to_host))
     assert faults > 0 and link.stats.retries > 0
     assert device["infer_runs"] == n  # replays answered lost INFERs without running them again
+
+
+def test_board_lost_mid_run_keeps_partial_report(env: str, model_path: Path,
+                                                 firmware: Path | None, samples: np.ndarray,
+                                                 request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    spec = board(env)
+    if not spec.emulated or request.config.getoption("hil_port"):
+        pytest.skip("needs an emulator we can pull the plug on")
+    qemu = request.getfixturevalue("qemu")
+    emu = Emulator(spec.machine, firmware, qemu=qemu).start()
+
+    def unplug(done: int, _total: int, _msg: str) -> None:
+        if done == 5:
+            emu.stop()
+
+    try:
+        with pytest.raises(DeviceError, match=r"5/48 samples done; partial report"):
+            run_hil(env, model_path, port=emu.url, out_dir=tmp_path, flash=False,
+                    samples=samples, progress=unplug)
+    finally:
+        emu.stop()
+    report = json.loads((tmp_path / "hil.json").read_text())
+    assert report["summary"]["samples"] == 5 and not report["summary"]["complete"]
+    assert "INCOMPLETE" in (tmp_path / "hil.md").read_text()
