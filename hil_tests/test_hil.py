@@ -80,3 +80,12 @@ def test_reset_comes_back(dut: Link, env: str) -> None:
         pytest.skip("ESP32 USB bridges may re-enumerate on reset")
     assert dut.reset() == "software"
     assert dut.hello(timeout=5.0).reset_reason == "software"
+
+
+def test_set_baud_and_back(dut: Link) -> None:
+    if dut.hello_info.max_baud < 921_600:
+        pytest.skip("board cannot go faster than 921600 baud")
+    dut.set_baud(921_600)
+    assert dut.hello().baud == 921_600
+    dut.set_baud(115_200)
+    assert dut.hello().baud == 115_200

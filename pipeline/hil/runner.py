@@ -54,8 +54,8 @@ def flash_firmware(env: str, elf: str | Path, port: str | None = None) -> Emulat
     if spec.emulated:
         assert spec.machine is not None
         return Emulator(spec.machine, Path(elf)).start()
-    build_dir = Path(elf).parent.parent
-    cmd = [pio_executable(), "run", "-e", env, "-t", "upload", "-d", str(REPO)]
+    build_dir = Path(elf).parent.parent  # <out>/pio/<env>/firmware.elf, as build() leaves it
+    cmd = [pio_executable(), "run", "-e", env, "-t", "nobuild", "-t", "upload", "-d", str(REPO)]
     if port:
         cmd += ["--upload-port", port]
     proc = subprocess.run(cmd, capture_output=True, text=True,
