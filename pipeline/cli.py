@@ -41,6 +41,18 @@ class Console:
         if epoch >= epochs:
             self.close()
 
+    def samples(self, done: int, total: int, desc: str = "") -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        if self._progress is None:
+            self._progress = Progress(TextColumn("on device"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.description}"), console=self.err)
+            self._progress.start()
+            self._task = self._progress.add_task("", total=total)
+        self._progress.update(self._task, completed=done, description=desc)
+        if done >= total:
+            self.close()
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -248,7 +260,7 @@ def run(config, out, overrides, epochs, alpha, data_path):
 
     st, con = _stages(config, out, overrides, epochs, alpha, data_path)
     try:
-        report = run_all(st.cfg, out, con.log, con.epoch)
+        report = run_all(st.cfg, out, con.log, con.epoch, con.samples)
     finally:
         con.close()
     print_summary(report)
@@ -329,6 +341,13 @@ def print_summary(r: dict) -> None:
     if m.get("aot_arena_bytes"):
         click.echo(f"AOT arena bytes              : {m['aot_arena_bytes']:,}")
     click.echo(f"MACs                         : {m['macs']:,}")
+    d = r.get("device")
+    if d:
+        kind = d["counter"]
+        click.echo(f"{'on-device accuracy (' + d['env'] + ')':<29}: {pct(d['accuracy'])} "
+                   f"(host TFLM {pct(d['host_tflm_accuracy'])}), byte-identical outputs "
+                   f"{pct(d['bit_exact_rate'])}")
+        click.echo(f"{kind + ' per inference':<29}: {round(d[kind + '_per_inference']):,}")
     click.echo(f"run folder                   : {r['run_dir']}")
 
 

@@ -99,6 +99,16 @@ class ExportConfig:
 
 
 @dataclass
+class HilConfig:
+    """On-device stage of `tinypipe run`: build, flash or emulate, stream the test split."""
+
+    env: str | None = None  # e.g. qemu-m4; None skips the stage
+    port: str | None = None  # serial port or socket:// URL (boards); emulators need none
+    backend: str = "aot"
+    limit: int | None = None  # stream at most N test samples
+
+
+@dataclass
 class EvaluateConfig:
     limit: int | None = None  # cap on test samples for the (slow) TFLM pass
 
@@ -113,6 +123,7 @@ class Config:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    hil: HilConfig = field(default_factory=HilConfig)
 
     def validate(self) -> Config:
         """Check value ranges; raise ConfigError naming the key and the value received."""

@@ -178,6 +178,33 @@ class Stages:
         self.run.update_state(profile={k: v for k, v in prof.to_dict().items() if k != "layers"})
         return prof
 
+    def test_inputs(self, tflite: bytes, split: str = "test"):
+        """The evaluation split as the model's input tensors (quantized), with labels."""
+        from pipeline.data import scale_pixels
+        from pipeline.evaluate import model_inputs
+
+        ds = self.dataset
+        x, y = ds.split(split)
+        if len(x) == 0:
+            x, y = ds.x_val, ds.y_val
+        return model_inputs(scale_pixels(x, self.cfg.preprocess), tflite), y
+
+    def hil(self, tflite: bytes | None = None, progress=None) -> dict:
+        """Build, flash (or start the emulator), stream the test split, compare with TFLM."""
+        from pipeline.hil.runner import run_hil
+
+        h = self.cfg.hil
+        if not h.env:
+            raise ModelError("no device: set hil.env (e.g. --set hil.env=qemu-m4)")
+        tflite = tflite or self.run.require(self.run.tflite, "quantize").read_bytes()
+        x, y = self.test_inputs(tflite)
+        self.log(f"on-device run on {h.env} ({h.backend} backend)")
+        summary = run_hil(h.env, tflite, port=h.port, limit=h.limit, samples=x, labels=y,
+                          out_dir=self.run.root / "hil", backend=h.backend, progress=progress,
+                          build_progress=self.log)
+        self.run.update_state(hil=summary)
+        return summary
+
     def export(self, tflite: bytes | None = None, backend: str | None = None) -> dict:
         from pipeline.export import export_tflm
         from pipeline.profile import arena_with_margin, profile_tflite
@@ -206,7 +233,8 @@ class Stages:
 
 
 def run_all(cfg: Config, out: str | Path, log: Log = _quiet,
-            epoch: Callable[[int, int, dict], None] | None = None) -> dict:
+            epoch: Callable[[int, int, dict], None] | None = None,
+            samples: Callable[[int, int, str], None] | None = None) -> dict:
     """Every stage into `out`; returns the report dict (also written as JSON and Markdown)."""
     start = time.perf_counter()
     st = Stages(cfg, RunDir(out), log, epoch)
@@ -217,6 +245,8 @@ def run_all(cfg: Config, out: str | Path, log: Log = _quiet,
     st.export(tflite)
     if st.run.load_state().get("export", {}).get("aot_arena_bytes"):
         st.profile(tflite)  # now with the AOT arena beside TFLM's
+    if cfg.hil.env:
+        st.hil(tflite, progress=samples)
     seconds = time.perf_counter() - start
     return write_report(st.run, cfg, seconds)
 
@@ -252,6 +282,7 @@ def write_report(run: RunDir, cfg: Config | None = None, seconds: float | None =
                   "macs": prof.get("macs"), "params": prof.get("params"),
                   "weight_bytes": prof.get("param_bytes"),
                   "ops": st.get("quantize", {}).get("ops")},
+        "device": _device(st.get("hil"), cfg),
         "train": {"seconds": tr.get("seconds"), "best_epoch": tr.get("best_epoch"),
                   "epochs": cfg.train.epochs},
         "preprocess": {"pixel_scale": cfg.preprocess.pixel_scale,
@@ -266,12 +297,34 @@ def write_report(run: RunDir, cfg: Config | None = None, seconds: float | None =
     return report
 
 
+def _device(h: dict | None, cfg: Config) -> dict | None:
+    """The on-device summary in report.json (None when the run had no device stage)."""
+    if not h:
+        return None
+    kind = h.get("counter")
+    lat = (h.get("latency") or {}).get(kind) or {}
+    return {"env": cfg.hil.env, "backend": cfg.hil.backend, "samples": h.get("samples"),
+            "accuracy": h.get("accuracy"), "host_tflm_accuracy": h.get("host_accuracy"),
+            "bit_exact_rate": h.get("bit_exact_rate"), "counter": kind,
+            f"{kind}_per_inference": lat.get("mean"), "latency": lat,
+            "throughput_sps": h.get("throughput_sps"), "report": "hil/hil.md"}
+
+
 def _pct(v) -> str:
     return f"{v:.2%}" if isinstance(v, (int, float)) else "n/a"
 
 
 def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else "n/a"
+
+
+def _device_rows(d: dict | None) -> list[str]:
+    if not d:
+        return []
+    kind = d["counter"]
+    return [f"| on-device accuracy ({d['env']}, {d['backend']}) | {_pct(d['accuracy'])} |",
+            f"| on-device outputs byte-identical to host TFLM | {_pct(d['bit_exact_rate'])} |",
+            f"| {kind} per inference (mean) | {_num(round(d[f'{kind}_per_inference']))} |"]
 
 
 def _markdown(r: dict, run: RunDir) -> str:
@@ -296,6 +349,7 @@ def _markdown(r: dict, run: RunDir) -> str:
         f"| TFLM arena (measured) | {_num(m['arena_bytes'])} B |",
         f"| AOT arena (static plan) | {_num(m['aot_arena_bytes'])} B |",
         f"| training time | {r['train']['seconds']} s |",
+        *_device_rows(r.get("device")),
         f"| wall time of the run | {r['wall_seconds']} s |",
         "",
     ]

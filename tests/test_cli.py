@@ -74,7 +74,8 @@ def test_run_end_to_end(tmp_path):
     from pipeline.profile import profile_keras
 
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config_dict()))
+    # the device stage too: offline firmware build, QEMU Cortex-M4, 40 test samples streamed
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(hil={"env": "qemu-m4", "limit": 40})))
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(out)],
                              catch_exceptions=False)
@@ -100,7 +101,13 @@ def test_run_end_to_end(tmp_path):
     # MACs == an independent count on the float Keras graph
     assert report["model"]["macs"] == profile_keras(
         keras.saving.load_model(out / "model.keras"))["macs"]
-    for f in ("report.md", "curves.png", "confusion.png", "profile.md", "evaluation.json"):
+    dev = report["device"]
+    assert dev["samples"] == 40 and dev["bit_exact_rate"] == 1.0
+    assert dev["accuracy"] == dev["host_tflm_accuracy"]
+    assert dev["instructions_per_inference"] > report["model"]["macs"] / 4
+    assert "on-device accuracy (qemu-m4)" in res.output
+    for f in ("report.md", "curves.png", "confusion.png", "profile.md", "evaluation.json",
+              "hil/hil.json"):
         assert (out / f).stat().st_size > 0, f
     # a stage re-run from the run folder reuses its saved config
     res = CliRunner().invoke(cli, ["evaluate", "--out", str(out), "--limit", "20"],
