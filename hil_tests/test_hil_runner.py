@@ -85,3 +85,16 @@ def test_board_lost_mid_run_keeps_partial_report(env: str, model_path: Path,
     report = json.loads((tmp_path / "hil.json").read_text())
     assert report["summary"]["samples"] == 5 and not report["summary"]["complete"]
     assert "INCOMPLETE" in (tmp_path / "hil.md").read_text()
+
+
+def test_model_hash_mismatch_suggests_flashing(env: str, model_path: Path,
+                                               firmware: Path | None, samples: np.ndarray,
+                                               request: pytest.FixtureRequest) -> None:
+    spec = board(env)
+    if not spec.emulated or request.config.getoption("hil_port"):
+        pytest.skip("starts its own emulator")
+    other = model_path.read_bytes() + b"\0"  # same graph, different file: different hash
+    with Emulator(spec.machine, firmware, qemu=request.getfixturevalue("qemu")) as emu, \
+            pytest.raises(DeviceError, match=r"board runs model \w{16}, expected \w{16}; flash"):
+        run_hil(env, other, port=emu.url, flash=False, samples=samples[:2],
+                out_dir=request.getfixturevalue("tmp_path"))
