@@ -111,7 +111,7 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
 
     `data` is an .npz with `x` (inputs in the model's dtype/shape) and optional `y`; callers
     with their own preprocessing pass `samples` (and `labels`) instead. A board lost mid-run
-    still leaves a report of the samples done, then the DeviceError is raised.
+    (or Ctrl-C) still leaves a report of the samples done, then the error is raised.
     """
     from pipeline.tflm import run_tflm
 
@@ -167,17 +167,22 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
             link.set_baud(spec.fast_baud)
         t0 = time.monotonic()
         lost: DeviceError | None = None
+        stopped = False
         try:
             stream(link, x, info.counter_kind, progress, records, labels)
         except DeviceError as e:
             lost = e
+        except KeyboardInterrupt:
+            stopped = True
         wall = time.monotonic() - t0
-        if lost is None:
+        if lost is None and not stopped:
             device["device_stats"] = link.stats_device()
         device["link_stats"] = asdict(link.stats)
         summary = summarize(records, reference, labels, info.counter_kind, info.cpu_hz, wall,
                             len(x))
         write_report(out_dir, records, summary, device)
+        if stopped:
+            raise KeyboardInterrupt
         if lost is not None:
             raise DeviceError(f"{lost} ({len(records)}/{len(x)} samples done; partial report "
                               f"in {out_dir})")
