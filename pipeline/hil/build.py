@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import BuildError
 
@@ -113,3 +115,14 @@ def build_firmware(env: str, model: bytes | str | Path | None, backend: str = "a
 
 
 build = build_firmware
+
+
+class _CallableModule(types.ModuleType):
+    """`pipeline.hil.build` is both this module and the public build() function: importing the
+    submodule rebinds the package attribute to the module, so the module forwards calls."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return build_firmware(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
