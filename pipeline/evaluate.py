@@ -54,11 +54,11 @@ def io_params(model_bytes: bytes) -> dict:
     tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
     return {
         "input": {"dtype": tin.dtype, "shape": list(tin.shape),
-                  "scale": tin.scales[0] if tin.scales else 0.0,
-                  "zero_point": tin.zero_points[0] if tin.zero_points else 0},
+                  "scale": tin.scale,
+                  "zero_point": tin.zero_point},
         "output": {"dtype": tout.dtype, "shape": list(tout.shape),
-                   "scale": tout.scales[0] if tout.scales else 0.0,
-                   "zero_point": tout.zero_points[0] if tout.zero_points else 0},
+                   "scale": tout.scale,
+                   "zero_point": tout.zero_point},
     }
 
 
