@@ -11,7 +11,7 @@ APT_PKGS  := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-
              libclang-rt-14-dev
 DEMO_OUT  ?= runs/demo
 PYTEST    ?= $(VENV)/bin/pytest
-HIL_ENVS  ?= qemu-m4 qemu-m7
+HIL_ENVS  ?= --env qemu-m4 --env qemu-m7
 export PLATFORMIO_CORE_DIR ?= $(CURDIR)/.pio-core
 
 .PHONY: bootstrap apt venv pio demo test test-host test-hil lint clean
@@ -48,9 +48,7 @@ test-host:
 	$(PYTEST) -q tests
 
 test-hil:
-	@if [ -d hil_tests ] && ls hil_tests/test_*.py >/dev/null 2>&1; then \
-	  for env in $(HIL_ENVS); do $(PYTEST) -q hil_tests --env $$env || exit $$?; done; \
-	fi
+	$(PYTEST) -q hil_tests $(HIL_ENVS)
 
 lint: venv
 	$(VENV)/bin/ruff check pipeline tests hil_tests

@@ -35,6 +35,8 @@ def test_confusion_matrix_and_ms() -> None:
         [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     assert to_ms(25_000, "cycles", 25_000_000) == 1.0
     assert to_ms(1500, "micros", 0) == 1.5
+    with pytest.raises(ValueError, match="not a time"):
+        to_ms(1000, "instructions", 25_000_000)
 
 
 def test_summarize_counts_mismatches_and_accuracy() -> None:
@@ -49,6 +51,7 @@ def test_summarize_counts_mismatches_and_accuracy() -> None:
     assert s["agreement_top1"] == 0.75
     assert s["confusion_matrix"][2] == [0, 0, 2]
     assert s["latency"]["instructions"]["max"] == 440
+    assert "ms" not in s["latency"]  # under an emulator latency is instructions, never time
     assert s["throughput_sps"] == 2.0 and not s["complete"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _md(summary: dict, device: dict) -> str:
     kind = summary["counter"]
-    lat, ms = summary["latency"][kind], summary["latency"]["ms"]
+    lat, ms = summary["latency"][kind], summary["latency"].get("ms")
     lines = [
         f"# HIL report: {device.get('env', '?')}",
         "",
@@ -27,8 +27,8 @@ def _md(summary: dict, device: dict) -> str:
     lines += [
         f"- latency ({kind}): mean {lat['mean']:,.0f}, p50 {lat['p50']:,.0f}, "
         f"p99 {lat['p99']:,.0f} (min {lat['min']:,}, max {lat['max']:,})",
-        f"- latency (ms at {summary['cpu_hz'] / 1e6:g} MHz): mean {ms['mean']:.3f}, "
-        f"p50 {ms['p50']:.3f}, p99 {ms['p99']:.3f}",
+        *([f"- latency (ms at {summary['cpu_hz'] / 1e6:g} MHz): mean {ms['mean']:.3f}, "
+            f"p50 {ms['p50']:.3f}, p99 {ms['p99']:.3f}"] if ms else []),
         f"- throughput over the link: {summary['throughput_sps']:.1f} samples/s",
     ]
     if summary.get("confusion_matrix"):

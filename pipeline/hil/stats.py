@@ -25,9 +25,11 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) ->
 
 
 def to_ms(value: float, kind: str, cpu_hz: int) -> float:
-    """Counter value -> milliseconds (instructions assume one per cycle at cpu_hz)."""
+    """Cycles or microseconds -> milliseconds. Instruction counts (emulators) have no time."""
     if kind == "micros":
         return value / 1000.0
+    if kind != "cycles":
+        raise ValueError(f"{kind} are not a time; report them as they are")
     return value / cpu_hz * 1000.0 if cpu_hz else 0.0
 
 
@@ -60,9 +62,10 @@ def summarize(records: list[dict], reference: np.ndarray | None, labels: np.ndar
             out["host_accuracy"] = float(np.mean(host_preds == y))
         out["confusion_matrix"] = confusion_matrix(y, preds, num_classes)
     lat = latency_stats(counters)
-    out["latency"] = {counter_kind: lat,
-                      "ms": {k: to_ms(lat[k], counter_kind, cpu_hz)
-                             for k in ("mean", "p50", "p99", "min", "max")}}
+    out["latency"] = {counter_kind: lat}
+    if counter_kind in ("cycles", "micros"):  # an emulator's instruction count is not a time
+        out["latency"]["ms"] = {k: to_ms(lat[k], counter_kind, cpu_hz)
+                                for k in ("mean", "p50", "p99", "min", "max")}
     out["wall_seconds"] = wall_s
     out["throughput_sps"] = n / wall_s if wall_s > 0 else 0.0
     return out
