@@ -95,7 +95,7 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
             k.scratch_tid = SCRATCH_BASE + pos
             nbytes[k.scratch_tid] = k.scratch
     steps = [Step(k.inputs, k.outputs + ([k.scratch_tid] if k.scratch else []), k.alias,
-                  k.inplace) for _, k in kernels]
+                  k.inplace, k.overlap) for _, k in kernels]
     for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
         if tid >= 0 and tid not in const_of:
             nbytes[tid] = g.tensors[tid].nbytes

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.aot import quant as q
 from pipeline.aot.graph import Graph, Op, Tensor
+from pipeline.aot.planner import window_overlap
 
 MAX_DIMS = 6
 
@@ -37,6 +38,7 @@ class Kernel:
     inplace: bool = False       # output may overwrite input 0 (element i read before written)
     scratch: int = 0            # bytes of arena work space for this op only (@scratch@)
     scratch_tid: int = -1       # pseudo tensor id the planner gives that space (set by export)
+    overlap: int | None = None  # output may overlap input 0 when in_off - out_off >= overlap
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -188,7 +190,17 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
     else:
         call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
-    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call], scratch=scratch)
+    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call], scratch=scratch,
+                  overlap=_window_overlap(inp, out, (kh, kw), sp))
+
+
+def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> int | None:
+    """How far the output of a windowed op must start before its input to share memory."""
+    if inp.shape[0] != 1 or inp.is_const:
+        return None
+    return window_overlap(tuple(inp.shape[1:3]), tuple(out.shape[1:3]), inp.shape[3],
+                          out.shape[3], k, (sp["stride_h"], sp["stride_w"]),
+                          (sp.get("dil_h", 1), sp.get("dil_w", 1)), (sp["pad_h"], sp["pad_w"]))
 
 
 CONV_BLOCK_BYTES = 4096  # int16 patch buffer of the DSP convolution (pixels per block follow)
@@ -324,7 +336,8 @@ def lower_pool(g: Graph, op: Op) -> Kernel:
     fn = "tk_avg_pool_s8" if op.name == "AVERAGE_POOL_2D" else "tk_max_pool_s8"
     return Kernel("tk_pool", [op.inputs[0]], [op.outputs[0]],
                   [f"static const tk_pool_params @op@p = {{{body}}};"],
-                  [f"{fn}(&@op@p, @in0@, @out0@);"])
+                  [f"{fn}(&@op@p, @in0@, @out0@);"],
+                  overlap=_window_overlap(inp, out, (kh, kw), sp))
 
 
 def lower_mean(g: Graph, op: Op) -> Kernel:
