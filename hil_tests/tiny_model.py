@@ -27,18 +27,9 @@ def make_tflite(seed: int = 0) -> bytes:
     out = k.Dense(CLASSES)(x)  # logits: more varied int8 outputs than softmax
     model = tf.keras.Model(inp, out)
     rng = np.random.default_rng(seed)
+    from pipeline.quantize import quantize
 
-    def rep():
-        for _ in range(32):
-            yield [rng.uniform(0, 1, (1, *SHAPE)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return quantize(model, rng.uniform(0, 1, (32, *SHAPE)).astype(np.float32))
 
 
 def make_samples(n: int, seed: int = 1) -> np.ndarray:

@@ -59,6 +59,7 @@ def _worker(folder: str) -> None:
 
     from pipeline._native import quiet_native
     from pipeline.model import build_model
+    from pipeline.quantize import int8_converter
 
     t = Path(folder)
     cfg = load_config(t / "config.yaml")
@@ -84,16 +85,7 @@ def _worker(folder: str) -> None:
     export.set_weights(qmodel.get_weights())
     qmodel = export
 
-    def gen():
-        for r in rep:
-            yield [r[None].astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(qmodel)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    conv = int8_converter(tf.lite.TFLiteConverter.from_keras_model(qmodel), rep)
     with quiet_native():
         data = conv.convert()
     (t / "model.tflite").write_bytes(data)

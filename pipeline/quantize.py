@@ -42,20 +42,8 @@ def quantize(model, representative: np.ndarray, per_channel: bool = True) -> byt
         raise ModelError("quantization needs at least one representative sample")
     if model.input_shape[0] != 1:
         raise ModelError(f"model input must have batch size 1 for export, got {model.input_shape}")
-    rep = np.asarray(representative, np.float32)
-
-    def gen() -> Iterator[list[np.ndarray]]:
-        for x in rep:
-            yield [x[None]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    if not per_channel:
-        conv._experimental_disable_per_channel = True
+    conv = int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), representative,
+                          per_channel)
     try:
         with quiet_native():
             data = conv.convert()
@@ -65,6 +53,26 @@ def quantize(model, representative: np.ndarray, per_channel: bool = True) -> byt
                          f"{msg[0] if msg else type(e).__name__}") from None
     lint(data)
     return data
+
+
+def int8_converter(conv, representative: np.ndarray, per_channel: bool = True):
+    """Set a TFLiteConverter up for full-int8 (int8 in and out), calibrated on float samples."""
+    import tensorflow as tf
+
+    rep = np.asarray(representative, np.float32)
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for x in rep:
+            yield [x[None]]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
+    return conv
 
 
 def lint(model: bytes | str, allow_float_io: bool = False) -> LintReport:
