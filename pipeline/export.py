@@ -205,9 +205,13 @@ def _flt(v: float) -> str:
 
 def export_file(model_path: str | Path, out: str | Path, backend: str, prefix: str) -> list[str]:
     """Export any int8 .tflite (ours or third-party); returns human-readable result lines."""
+    from pipeline.errors import ModelError
     from pipeline.profile import profile_tflite
 
-    data = Path(model_path).read_bytes()
+    try:
+        data = Path(model_path).read_bytes()
+    except OSError as e:
+        raise ModelError(f"{model_path}: cannot read model ({e.strerror})") from None
     lines = []
     if backend in ("tflm", "both"):
         prof = profile_tflite(data)
@@ -222,6 +226,6 @@ def export_file(model_path: str | Path, out: str | Path, backend: str, prefix: s
         from pipeline.aot import export_aot
 
         dest = Path(out) / "aot" if backend == "both" else Path(out)
-        res = export_aot(data, dest, prefix=prefix)
+        res = export_aot(model_path, dest, prefix=prefix)  # the path names the model in errors
         lines.append(f"AOT sources: {res.out_dir} (arena {res.arena_bytes:,} B)")
     return lines
