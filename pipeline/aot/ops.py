@@ -305,15 +305,36 @@ def lower_binary(g: Graph, op: Op) -> Kernel:
         if max(s1_, s2_, so) > 0:
             raise Unsupported("with an output scale too small for TFLM's int8 ADD")
         f.update(left_shift=left_shift, in1_mult=m1, in2_mult=m2, out_mult=mo, in1_shift=s1_,
-                 in2_shift=s2_, out_shift=so)
+                 in2_shift=s2_, out_shift=so, lut1="@op@lut1", lut2="@op@lut2")
         call = "tk_add_s8(&@op@p, @in0@, @in1@, @out0@);"
+        # Doubled rescaled inputs for every int8 value, indexed by the value's byte.
+        vals = [(i ^ 0x80) - 0x80 for i in range(256)]
+        luts = [_c_array("int32_t", f"@op@lut{k + 1}",
+                         [2 * mbqm((v - t.zero_point) << left_shift, m, s) for v in vals])
+                for k, (t, m, s) in enumerate(((a, m1, s1_), (b, m2, s2_)))]
     else:
         m, s = q.quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
         f.update(out_mult=m, out_shift=s)
         call = "tk_mul_s8(&@op@p, @in0@, @in1@, @out0@);"
     inplace = tuple(a.shape) == tuple(out.shape)
-    return Kernel("tk_elementwise", [op.inputs[0], op.inputs[1]], [op.outputs[0]],
-                  [_binary_decl(f)], [call], inplace=inplace)
+    decls = (luts if op.name == "ADD" else []) + [_binary_decl(f)]
+    return Kernel("tk_elementwise", [op.inputs[0], op.inputs[1]], [op.outputs[0]], decls,
+                  [call], inplace=inplace)
+
+
+def mbqm(x: int, mult: int, shift: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier on int32 (as tk_mbqm): x * mult * 2^shift / 2^31."""
+    x = q.wrap_int32(x << max(shift, 0))
+    if x == mult == -(1 << 31):
+        hi = (1 << 31) - 1
+    else:
+        ab = x * mult
+        num = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+        hi = abs(num) >> 31 if num >= 0 else -(abs(num) >> 31)
+    right = max(-shift, 0)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if hi < 0 else 0)
+    return (hi >> right) + (1 if (hi & mask) > threshold else 0)
 
 
 def lower_pool(g: Graph, op: Op) -> Kernel:

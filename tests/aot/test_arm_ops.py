@@ -82,3 +82,29 @@ def test_requant_fuzz_dsp_m4_m7(keras, tmp_path, op):
     model = mutate(base, edit)
     assert len(io_specs(model)[1]) == len(scales) + 1
     check_arm_bit_exact(model, tmp_path, n=N, seed=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_add_dsp_m4_m7(keras, tmp_path, seed):
+    """Table-driven DSP ADD: odd element count (scalar tail), random input and output
+    quantization on cloned ops, ReLU fused."""
+    rng = np.random.default_rng(40 + seed)
+    a, b_ = keras.Input((7, 9, 5), batch_size=1), keras.Input((7, 9, 5), batch_size=1)
+    s = keras.layers.Add()([a, b_])
+    r = keras.layers.ReLU()(keras.layers.Add()([s, b_]))
+    model = keras.Model([a, b_], [r, s])
+    reps = [rng.normal(size=(16, *t.shape[1:])).astype(np.float32) * (k + 1)
+            for k, t in enumerate(model.inputs)]
+    base = convert(model, reps)
+
+    def edit(m):
+        sg = m.subgraphs[0]
+        for t in sg.inputs:
+            set_quant(sg.tensors[t], float(np.exp(rng.uniform(-5, 0))),
+                      int(rng.integers(-100, 100)))
+
+        def each(j, t, _op):
+            set_quant(t, float(np.exp(rng.uniform(-4, 1))), int(rng.integers(-128, 128)))
+        replicate_last_op(m, 6, each)
+
+    check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=seed)

@@ -55,6 +55,9 @@ typedef struct {
   int left_shift;                 /* ADD only */
   int32_t in1_mult, in2_mult, out_mult;
   int in1_shift, in2_shift, out_shift;
+  /* ADD, optional (DSP kernel): 2 * rescaled input for every int8 value, indexed by the value's
+   * byte (uint8); lut[i] = 2 * mbqm((int8)i + in_offset << left_shift, in_mult, in_shift). */
+  const int32_t *lut1, *lut2;
 } tk_binary_params;
 
 void tk_add_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);

@@ -1,5 +1,6 @@
 /* ADD and MUL, int8, with numpy-style broadcasting over up to six dimensions. */
 #include "tinykernels.h"
+#include "tk_dsp.h"
 #include "tk_fixedpoint.h"
 
 static int32_t add_one(const tk_binary_params *p, int8_t a, int8_t b) {
@@ -38,9 +39,16 @@ static void binary(const tk_binary_params *p, const int8_t *in1, const int8_t *i
           }
 }
 
-void tk_add_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+void tk_add_s8_ref(const tk_binary_params *p, const int8_t *in1, const int8_t *in2,
+                   int8_t *out) {
   binary(p, in1, in2, out, add_one);
 }
+
+#if !TK_DSP
+void tk_add_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+  tk_add_s8_ref(p, in1, in2, out);
+}
+#endif
 
 void tk_mul_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
   binary(p, in1, in2, out, mul_one);
