@@ -181,7 +181,8 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
                 mult="@op@mult", shift="@op@shift",
-                scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n)
+                scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n,
+                small_acc=int(_small_acc(filt, bias, oc)))
     decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
              _conv_struct("@op@p", dims)]
     ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
@@ -203,8 +204,16 @@ def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> i
                           (sp.get("dil_h", 1), sp.get("dil_w", 1)), (sp["pad_h"], sp["pad_w"]))
 
 
-CONV_BLOCK_BYTES = 4096  # int16 patch buffer of the DSP convolution (pixels per block follow)
 DW_MAX_TAPS = 16
+
+
+def _small_acc(filt: Tensor, bias: Tensor | None, oc: int) -> bool:
+    """Whether every accumulator stays below 2^30 in magnitude: |bias| + 255 * sum|w| (inputs
+    plus offset lie in [-255, 255]), which lets the DSP kernels requantize with SMMULR."""
+    w = np.abs(np.asarray(filt.data, dtype=np.int64))
+    per_oc = w.reshape(oc, -1).sum(axis=1) if filt.shape[0] == oc else w.reshape(-1, oc).sum(0)
+    b = np.abs(np.asarray(bias.data, dtype=np.int64)) if bias is not None else 0
+    return bool(np.all(b + 255 * per_oc < (1 << 30)))
 
 
 def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int, npx: int,
@@ -218,9 +227,7 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     if filter_in_c != ic:
         return 0, 0
     kp = (taps * ic + 3) // 4 * 4
-    px = max(2, min(64, CONV_BLOCK_BYTES // (2 * kp)) // 2 * 2)
-    px = min(px, (npx + 1) // 2 * 2)
-    return (px + 2) * kp * 2 + kp, px
+    return 5 * kp, 2  # int16 patches of two pixels, then one int8 patch
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

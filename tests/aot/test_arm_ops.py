@@ -108,3 +108,28 @@ def test_add_dsp_m4_m7(keras, tmp_path, seed):
         replicate_last_op(m, 6, each)
 
     check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=seed)
+
+
+@pytest.mark.parametrize("op", ["conv", "dw"])
+def test_wide_accumulators_dsp_m4_m7(keras, tmp_path, op):
+    """Biases beyond 2^30 (so the 64-bit requantization path instead of SMMULR) and an output
+    scale that keeps such channels inside int8."""
+    shape = (6, 6, 8)
+    build = (_conv(keras, shape, filters=6, kernel_size=3, padding="same") if op == "conv"
+             else _dw(keras, shape, kernel_size=3, padding="same"))
+    rng = np.random.default_rng(11)
+    base = convert(build(), rng.normal(size=(16, *shape)).astype(np.float32))
+
+    def edit(m):
+        sg = m.subgraphs[0]
+        o = sg.operators[-1]
+        bias = m.buffers[sg.tensors[o.inputs[2]].buffer]
+        vals = np.frombuffer(bytes(bias.data), np.int32).copy()
+        big = rng.integers(1 << 30, (1 << 31) - (1 << 26), size=vals[::2].size)
+        vals[::2] = big * rng.choice([-1, 1], size=big.size)
+        bias.data = np.frombuffer(vals.tobytes(), np.uint8)
+        out = sg.tensors[o.outputs[0]]
+        set_quant(out, float(np.float32(out.quantization.scale[0])) * 1e7, 0)
+
+    check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=4)
+    assert ".small_acc = 0" in (tmp_path / "gen" / "tp_model.c").read_text()

@@ -26,6 +26,7 @@ typedef struct {
   const int32_t *mult, *shift;    /* one per output channel */
   int32_t *scratch;               /* optional work buffer (DSP kernels), NULL if none */
   int scratch_px;                 /* conv: output pixels per block; depthwise: scratch words */
+  int small_acc;                  /* 1 if |bias| + 255 * sum|w| < 2^30 for every channel */
 } tk_conv_params;
 
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,

@@ -1,10 +1,10 @@
 /* CONV_2D and DEPTHWISE_CONV_2D for cores with the DSP extension (Armv7E-M, Armv8-M Main+DSP).
  *
- * Convolution: the input patches of a block of output pixels are expanded once to int16 pairs
- * (input offset added, padding = 0) and multiplied against the int16-expanded filter rows of two
- * output channels at a time with SMLAD, two pixels x two channels per inner step. Within each
- * group of four k the values are kept in SXTB16 order (0, 2, 1, 3) on both sides, so the dot
- * product is unchanged. Depthwise: pairs of taps per SMLAD, input offset folded into the bias,
+ * Convolution: the input patches of two output pixels are expanded once to int16 pairs (input
+ * offset added, padding = 0) and multiplied against int8 filter rows of two output channels,
+ * read a word at a time and sign-extended with SXTB16, with SMLAD, two pixels x two channels per
+ * inner step. Within each group of four k both sides are in SXTB16 order (0, 2, 1, 3), so the
+ * dot product is unchanged. Depthwise: pairs of taps per SMLAD, input offset folded into the bias,
  * padded taps read the input zero point. Results equal the reference kernels bit for bit.
  */
 #include <string.h>
@@ -71,89 +71,223 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
   for (; k < kp; ++k) put16(dst, which, k, 0);
 }
 
-/* Filter rows of output channels a and b, interleaved like a pixel pair. */
-static void expand_filter(const int8_t *fa, const int8_t *fb, int k, int kp, tk_w32 *dst) {
+/* One pair of int8 weight words (four k each) against the int16 patch words of two pixels. */
+#define TK_MAC4(wa_, wb_, x_)                                   \
+  do {                                                          \
+    const int32_t a0_ = (int32_t)__sxtb16(wa_);                 \
+    const int32_t a1_ = (int32_t)__sxtb16(tk_ror8(wa_));        \
+    const int32_t b0_ = (int32_t)__sxtb16(wb_);                 \
+    const int32_t b1_ = (int32_t)__sxtb16(tk_ror8(wb_));        \
+    const int32_t xa0_ = (x_)[0], xb0_ = (x_)[1];               \
+    const int32_t xa1_ = (x_)[2], xb1_ = (x_)[3];               \
+    s_aa = __smlad(xa0_, a0_, s_aa);                            \
+    s_ab = __smlad(xa0_, b0_, s_ab);                            \
+    s_ba = __smlad(xb0_, a0_, s_ba);                            \
+    s_bb = __smlad(xb0_, b0_, s_bb);                            \
+    s_aa = __smlad(xa1_, a1_, s_aa);                            \
+    s_ab = __smlad(xa1_, b1_, s_ab);                            \
+    s_ba = __smlad(xb1_, a1_, s_ba);                            \
+    s_bb = __smlad(xb1_, b1_, s_bb);                            \
+  } while (0)
+
+/* n >= 1 groups of four k: the same as n TK_MAC4 steps, scheduled by hand so that the 2 x 2
+ * block fits the 13 free registers (GCC spills a pointer otherwise): 18 instructions per
+ * 16 MACs. x is word aligned (LDRD); weight rows may be unaligned (LDR). */
+#define TK_MAC4_LOOP(n_, x_, wa_, wb_)                                                       \
+  do {                                                                                       \
+    uint32_t ua_, ub_, t_, xa_, xb_;                                                         \
+    __asm volatile(                                                                          \
+        "1:\n\t"                                                                             \
+        "ldr %[ua], [%[wa]], #4\n\t"                                                         \
+        "ldr %[ub], [%[wb]], #4\n\t"                                                         \
+        "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                  \
+        "sxtb16 %[t], %[ua]\n\t"                                                             \
+        "sxtb16 %[ua], %[ua], ror #8\n\t"                                                    \
+        "smlad %[saa], %[xa], %[t], %[saa]\n\t"                                              \
+        "smlad %[sba], %[xb], %[t], %[sba]\n\t"                                              \
+        "sxtb16 %[t], %[ub]\n\t"                                                             \
+        "sxtb16 %[ub], %[ub], ror #8\n\t"                                                    \
+        "smlad %[sab], %[xa], %[t], %[sab]\n\t"                                              \
+        "smlad %[sbb], %[xb], %[t], %[sbb]\n\t"                                              \
+        "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                  \
+        "smlad %[saa], %[xa], %[ua], %[saa]\n\t"                                             \
+        "smlad %[sba], %[xb], %[ua], %[sba]\n\t"                                             \
+        "smlad %[sab], %[xa], %[ub], %[sab]\n\t"                                             \
+        "smlad %[sbb], %[xb], %[ub], %[sbb]\n\t"                                             \
+        "subs %[n], %[n], #1\n\t"                                                            \
+        "bne 1b\n\t"                                                                         \
+        : [saa] "+r"(s_aa), [sab] "+r"(s_ab), [sba] "+r"(s_ba), [sbb] "+r"(s_bb),            \
+          [x] "+r"(x_), [wa] "+r"(wa_), [wb] "+r"(wb_), [n] "+r"(n_), [ua] "=&r"(ua_),       \
+          [ub] "=&r"(ub_), [t] "=&r"(t_), [xa] "=&r"(xa_), [xb] "=&r"(xb_)                   \
+        :                                                                                    \
+        : "cc", "memory");                                                                   \
+  } while (0)
+
+/* The last k & 3 weights of a row as a zero-padded word (never reads past the row). */
+static inline uint32_t tail_word(const int8_t *w, int n) {
+  uint32_t v = 0;
   int i;
-  if ((k & 3) == 0) {
-    expand4(fa, k >> 2, 0, dst, 2);
-    expand4(fb, k >> 2, 0, dst + 1, 2);
-    return;
-  }
-  for (i = 0; i < kp; ++i) {
-    put16(dst, 0, i, i < k ? fa[i] : 0);
-    put16(dst, 1, i, i < k ? fb[i] : 0);
-  }
+  for (i = 0; i < n; ++i) v |= (uint32_t)(uint8_t)w[i] << (8 * i);
+  return v;
 }
 
+static inline int32_t tk_smmulr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* Requantize one accumulator of a channel whose shift is in [-23, -1] and multiplier >= 0.
+ * small: |acc| < 2^30, so SMMULR(2 acc, m) = (acc * m + 2^30) >> 31 exactly. */
+static inline int8_t rq_out(int32_t acc, int32_t m, int right, int small, int32_t off,
+                            int32_t lo, int32_t hi) {
+  int32_t v;
+  if (small) {
+    v = tk_smmulr((int32_t)((uint32_t)acc << 1), m);
+  } else {
+    v = (int32_t)(((int64_t)acc * m + ((int64_t)1 << 30)) >> 31);
+  }
+  v = ((__qadd(v, (int32_t)(((uint32_t)1 << right) >> 1)) - (int32_t)((uint32_t)v >> 31)) >>
+       right) + off;
+  v = v < lo ? lo : v;
+  return (int8_t)(v > hi ? hi : v);
+}
+
+static inline int8_t rq_any(int32_t acc, int32_t m, int32_t shift, int small, int32_t off,
+                            int32_t lo, int32_t hi) {
+  int32_t v;
+  if (shift < 0 && shift >= -23 && m >= 0) return rq_out(acc, m, -shift, small, off, lo, hi);
+  v = tk_mbqm(acc, m, shift) + off;
+  v = v < lo ? lo : v;
+  return (int8_t)(v > hi ? hi : v);
+}
+
+/* Both pixels of a pair and every whole pair of output channels whose requantization is fast
+ * (rq_out); returns the first channel left for the general loop. */
+static inline int pairs_fast_body(const tk_w32 *xs, const int8_t *filter, int k,
+                                  const int32_t *bias, const tk_conv_params *p, int8_t *o,
+                                  const int small) {
+  const int oc_n = p->out_c, k4 = k >> 2, kt = k & 3;
+  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+  const int8_t *w = filter;
+  int oc;
+  for (oc = 0; oc + 1 < oc_n; oc += 2, o += 2) {
+    const int8_t *wa = w, *wb = w + k;
+    const tk_w32 *x = xs;
+    int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[oc + 1] : 0;
+    int32_t s_ba = s_aa, s_bb = s_ab;
+    /* The patch is zero from k to kp, so the last partial word may read on into the next
+     * filter row, except in the very last row. */
+    const int over = kt && oc + 2 < oc_n;
+    int n = k4 + over;
+    w += 2 * k;
+    if (n > 0) TK_MAC4_LOOP(n, x, wa, wb);
+    if (kt && !over) {
+      const uint32_t ua = tail_word(wa, kt), ub = tail_word(wb, kt);
+      TK_MAC4(ua, ub, x);
+    }
+    {
+      const int32_t ma = p->mult[oc], mb = p->mult[oc + 1];
+      const int ra = -p->shift[oc], rb = -p->shift[oc + 1];
+      o[0] = rq_out(s_aa, ma, ra, small, out_off, lo, hi);
+      o[1] = rq_out(s_ab, mb, rb, small, out_off, lo, hi);
+      o[oc_n] = rq_out(s_ba, ma, ra, small, out_off, lo, hi);
+      o[oc_n + 1] = rq_out(s_bb, mb, rb, small, out_off, lo, hi);
+    }
+  }
+  return oc;
+}
+
+/* Separate functions (own register allocation), one per requantization variant. */
+__attribute__((noinline)) static int pairs_fast_small(const tk_w32 *xs, const int8_t *filter,
+                                                      int k, const int32_t *bias,
+                                                      const tk_conv_params *p, int8_t *o) {
+  return pairs_fast_body(xs, filter, k, bias, p, o, 1);
+}
+
+__attribute__((noinline)) static int pairs_fast_wide(const tk_w32 *xs, const int8_t *filter,
+                                                     int k, const int32_t *bias,
+                                                     const tk_conv_params *p, int8_t *o) {
+  return pairs_fast_body(xs, filter, k, bias, p, o, 0);
+}
+
+/* Convolution: per pair of output pixels, the two patches are expanded once to int16 pairs
+ * (input offset added); then for every pair of output channels the int8 filter rows are read a
+ * word at a time, sign-extended with SXTB16 and multiplied with SMLAD, 2 pixels x 2 channels.
+ * Scratch: 2 * kp int16 patch values, then kp bytes for channel counts not a multiple of 4. */
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
                   const int32_t *bias, int8_t *out) {
   const int k = p->k_h * p->k_w * p->in_c;
   const int kp = (k + 3) & ~3;
+  const int k4 = k >> 2, kt = k & 3;
   const int npx = p->out_h * p->out_w;
-  const int blk = p->scratch_px;
   const int oc_n = p->out_c;
+  const int small = p->small_acc;
   tk_w32 *xs = (tk_w32 *)p->scratch;
-  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  tk_w32 *ws;
   int8_t *tmp;
-  int b, p0, oc, j, i;
-  if (p->filter_in_c != p->in_c || !p->scratch || blk < 2 || (blk & 1)) {
+  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int b, px, oc, i, fast = 1;
+  if (p->filter_in_c != p->in_c || !p->scratch || p->scratch_px < 2) {
     tk_conv2d_s8_ref(p, in, filter, bias, out);
     return;
   }
-  ws = xs + (long)blk * (kp >> 1);
-  tmp = (int8_t *)(void *)(ws + kp);
+  for (oc = 0; oc < oc_n; ++oc) {
+    if (p->shift[oc] >= 0 || p->shift[oc] < -23 || p->mult[oc] < 0) fast = 0;
+  }
+  tmp = (int8_t *)(void *)(xs + kp);
   for (b = 0; b < p->batches; ++b) {
     const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
     int8_t *bout = out + (long)b * npx * oc_n;
-    for (p0 = 0; p0 < npx; p0 += blk) {
-      const int np = TK_MIN(blk, npx - p0);
-      const int pairs = (np + 1) >> 1;
-      for (j = 0; j < pairs; ++j) {
-        const int pa = p0 + 2 * j;
-        im2col(p, bin, pa, xs + (long)j * kp, 0, kp, tmp);
-        im2col(p, bin, pa + 1 < p0 + np ? pa + 1 : pa, xs + (long)j * kp, 1, kp,
-               tmp);
+    for (px = 0; px < npx; px += 2) {
+      const int two = px + 1 < npx;
+      int8_t *o = bout + (long)px * oc_n;
+      im2col(p, bin, px, xs, 0, kp, tmp);
+      im2col(p, bin, two ? px + 1 : px, xs, 1, kp, tmp);
+      oc = 0;
+      if (fast && two) {
+        oc = small ? pairs_fast_small(xs, filter, k, bias, p, o)
+                   : pairs_fast_wide(xs, filter, k, bias, p, o);
       }
-      for (oc = 0; oc < oc_n; oc += 2) {
+      for (; oc < oc_n; oc += 2) {
         const int ob = oc + 1 < oc_n ? oc + 1 : oc;
-        const tk_rq ra = tk_rq_make(p->mult[oc], p->shift[oc]);
-        const tk_rq rb = tk_rq_make(p->mult[ob], p->shift[ob]);
-        const int32_t ba = bias ? bias[oc] : 0, bb = bias ? bias[ob] : 0;
-        expand_filter(filter + (long)oc * k, filter + (long)ob * k, k, kp, ws);
-        for (j = 0; j < pairs; ++j) {
-          const tk_w32 *x = xs + (long)j * kp;
-          const tk_w32 *w = ws;
-          int32_t s_aa = ba, s_ab = bb, s_ba = ba, s_bb = bb;
-          const int pa = p0 + 2 * j;
-          int8_t *o;
-          for (i = kp >> 2; i > 0; --i) {
-            const int32_t xa0 = x[0], xb0 = x[1], xa1 = x[2], xb1 = x[3];
-            const int32_t wa0 = w[0], wb0 = w[1], wa1 = w[2], wb1 = w[3];
-            x += 4;
-            w += 4;
-            s_aa = __smlad(xa0, wa0, s_aa);
-            s_ab = __smlad(xa0, wb0, s_ab);
-            s_ba = __smlad(xb0, wa0, s_ba);
-            s_bb = __smlad(xb0, wb0, s_bb);
-            s_aa = __smlad(xa1, wa1, s_aa);
-            s_ab = __smlad(xa1, wb1, s_ab);
-            s_ba = __smlad(xb1, wa1, s_ba);
-            s_bb = __smlad(xb1, wb1, s_bb);
+        const int8_t *wa = filter + (long)oc * k;
+        const int8_t *wb = filter + (long)ob * k;
+        const tk_w32 *x = xs;
+        int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[ob] : 0;
+        int32_t s_ba = s_aa, s_bb = s_ab;
+        if (k4 > 0) {
+          i = k4;
+          TK_MAC4_LOOP(i, x, wa, wb);
+        }
+        if (kt) {
+          const uint32_t ua = tail_word(wa, kt), ub = tail_word(wb, kt);
+          TK_MAC4(ua, ub, x);
+        }
+        if (fast) {
+          const int32_t ma = p->mult[oc], mb = p->mult[ob];
+          const int ra = -p->shift[oc], rb = -p->shift[ob];
+          o[oc] = rq_out(s_aa, ma, ra, small, out_off, lo, hi);
+          if (ob != oc) o[ob] = rq_out(s_ab, mb, rb, small, out_off, lo, hi);
+          if (two) {
+            o[oc_n + oc] = rq_out(s_ba, ma, ra, small, out_off, lo, hi);
+            if (ob != oc) o[oc_n + ob] = rq_out(s_bb, mb, rb, small, out_off, lo, hi);
           }
-          o = bout + (long)pa * oc_n + oc;
-          o[0] = tk_clamp_out(tk_rq_apply(&ra, s_aa) + out_off, lo, hi);
-          if (ob != oc) o[1] = tk_clamp_out(tk_rq_apply(&rb, s_ab) + out_off, lo, hi);
-          if (pa + 1 < p0 + np) {
-            o += oc_n;
-            o[0] = tk_clamp_out(tk_rq_apply(&ra, s_ba) + out_off, lo, hi);
-            if (ob != oc) o[1] = tk_clamp_out(tk_rq_apply(&rb, s_bb) + out_off, lo, hi);
+        } else {
+          const int32_t ma = p->mult[oc], mb = p->mult[ob];
+          const int32_t sa = p->shift[oc], sb = p->shift[ob];
+          o[oc] = rq_any(s_aa, ma, sa, small, out_off, lo, hi);
+          if (ob != oc) o[ob] = rq_any(s_ab, mb, sb, small, out_off, lo, hi);
+          if (two) {
+            o[oc_n + oc] = rq_any(s_ba, ma, sa, small, out_off, lo, hi);
+            if (ob != oc) o[oc_n + ob] = rq_any(s_bb, mb, sb, small, out_off, lo, hi);
           }
         }
       }
     }
   }
 }
+#undef TK_MAC4
+#undef TK_MAC4_LOOP
 
 #define TK_DW_MAX_TAPS 16
 
