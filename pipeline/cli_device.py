@@ -11,6 +11,10 @@ from pipeline.hil.boards import BOARDS
 
 COMMANDS = ("devices", "build", "flash", "hil")
 ENVS = click.Choice(sorted(BOARDS))
+EMULATOR = click.option(
+    "--emulator", "emulator", type=click.Choice(["qemu", "renode"]),
+    help="Run the firmware under this emulator (default: the env's own; QEMU envs use qemu, "
+         "renode-f407 renode). disco_f407vg also runs under renode.")
 
 
 def _console():
@@ -66,16 +70,23 @@ def build(env: str, model: str | None, backend: str, out: str | None) -> None:
 @click.option("--elf", "elf", type=click.Path(exists=True, dir_okay=False), required=True,
               help="Firmware from `tinypipe build`.")
 @click.option("--port", "port", help="Serial port (default: the board found by USB id).")
-def flash(env: str, elf: str, port: str | None) -> None:
+@EMULATOR
+def flash(env: str, elf: str, port: str | None, emulator: str | None) -> None:
     """Flash a firmware; for QEMU envs, start the emulator and keep it running (Ctrl-C stops).
 
     \b
     Example:
       tinypipe flash --env qemu-m4 --elf build/firmware/qemu-m4/pio/qemu-m4/program.elf
     """
+    from pipeline.hil.boards import board
+    from pipeline.hil.emulator import make_emulator
     from pipeline.hil.runner import flash_firmware
 
-    emu = flash_firmware(env, Path(elf), port)
+    spec = board(env)
+    if emulator or spec.default_emulator == "renode":
+        emu = make_emulator(spec, Path(elf), emulator).start()
+    else:
+        emu = flash_firmware(env, Path(elf), port)
     if emu is None:
         click.echo(f"flashed {env}")
         return
@@ -97,8 +108,9 @@ def flash(env: str, elf: str, port: str | None) -> None:
               help="Build and flash first (QEMU: start the emulator).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Report folder (hil.json, hil.md, latency.png).")
+@EMULATOR
 def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
-        do_flash: bool, out: str) -> None:
+        do_flash: bool, out: str, emulator: str | None) -> None:
     """Stream a data set through the board; check every output bit-exactly against the host.
 
     \b
@@ -107,8 +119,14 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from pipeline.hil.boards import board
     from pipeline.hil.runner import run_hil
 
+    spec = board(env)
+    if emulator == "qemu" and not spec.emulated:
+        raise click.UsageError(f"{env} does not run under qemu (emulators: "
+                               f"{', '.join(spec.emulators) or 'none'})")
+    renode = do_flash and not port and (emulator or spec.default_emulator) == "renode"
     con = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), console=con, transient=False) as bar:
@@ -122,9 +140,12 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
             bar.update(task, description=f"hil {env}", completed=done, total=total,
                        rate=f"{rate:.0f} samples/s")
 
-        summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
-                          flash=do_flash, progress=on_sample,
-                          build_progress=lambda m: bar.update(task, description=m[:60]))
+        say = lambda m: bar.update(task, description=m[:60])  # noqa: E731
+        if renode:
+            summary = _hil_renode(env, model, data, limit, out, on_sample, say, emulator)
+        else:
+            summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
+                              flash=do_flash, progress=on_sample, build_progress=say)
     kind = summary["counter"]
     click.echo(f"samples      : {summary['samples']}")
     click.echo(f"bit-exact    : {summary['bit_exact']}/{summary['samples']}")
@@ -135,3 +156,25 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
     click.echo(f"latency      : {lat['mean']:,.0f} {kind} mean, p99 {lat['p99']:,.0f}")
     click.echo(f"throughput   : {summary['throughput_sps']:.1f} samples/s")
     click.echo(f"report       : {Path(out) / 'hil.md'}")
+
+
+def _hil_renode(env: str, model: str, data: str, limit: int | None, out: str, on_sample,
+                say, emulator: str | None) -> dict:
+    """Build, start Renode, run the data set through its UART socket, stop Renode."""
+    import shutil
+
+    from pipeline.errors import DeviceError
+    from pipeline.hil.boards import board
+    from pipeline.hil.build import build_firmware
+    from pipeline.hil.emulator import RENODE_MISSING, make_emulator
+    from pipeline.hil.runner import model_bytes, run_hil
+
+    spec = board(env)
+    emu = make_emulator(spec, "unbuilt.elf", emulator)  # fails early if Renode can't run it
+    if shutil.which(emu.renode) is None:  # before the slow build
+        raise DeviceError(RENODE_MISSING)
+    emu.elf = build_firmware(env, model_bytes(model), out=Path(out) / "firmware", progress=say)
+    say(f"starting Renode ({env})")
+    with emu.start():
+        return run_hil(env, model, data, port=emu.url, limit=limit, out_dir=out, flash=False,
+                       progress=on_sample, build_progress=say, timeout=spec.timeout)

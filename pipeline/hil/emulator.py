@@ -1,10 +1,16 @@
-"""QEMU as a board: start an ELF with deterministic timing and its UART on a local TCP port."""
+"""Emulators as boards: start an ELF with its UART on a local TCP port, always stop it.
+
+QEMU (`Emulator`): deterministic timing with `-icount shift=0`. Renode (`RenodeEmulator`):
+boards QEMU lacks, e.g. the STM32F4 Discovery, through a .resc that serves the UART on a raw
+socket. Both are used the same way: `with make_emulator(spec, elf) as emu: Link(emu.url)`.
+"""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -119,6 +125,106 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+REPO = Path(__file__).resolve().parents[2]
+RENODE_MISSING = "renode not found: install Renode or use --emulator qemu"
+
+
+def _renode_path(path: str | Path) -> str:
+    """A path as Renode's monitor reads it: @path, with quotes if it has spaces."""
+    text = str(path)
+    return f'@"{text}"' if " " in text else f"@{text}"
+
+
+@dataclass(eq=False)
+class RenodeEmulator(Emulator):
+    """A running Renode; same life cycle and socket URL as the QEMU `Emulator`.
+
+    `script` is a .resc that reads `$elf` and `$port`, creates the machine and connects its
+    UART to a raw server socket terminal on `$port` (firmware/renode/*.resc). `machine` is
+    only a label for messages.
+    """
+
+    script: Path = REPO / "firmware" / "renode" / "stm32f4_discovery.resc"
+    renode: str = "renode"
+    ready_timeout: float = 60.0  # Renode's runtime takes seconds to start
+
+    def monitor_commands(self) -> str:
+        """What Renode's monitor runs at start: variables, the script, `start`."""
+        return (f"$elf={_renode_path(Path(self.elf).resolve())}; $port={self.port}; "
+                f"include {_renode_path(Path(self.script).resolve())}; start")
+
+    def command(self) -> list[str]:
+        """The Renode command line."""
+        return [self.renode, "--disable-xwt", "--console", "--plain",
+                "-e", self.monitor_commands(), *self.extra_args]
+
+    def start(self) -> RenodeEmulator:
+        """Launch Renode and wait until its UART socket accepts connections."""
+        if shutil.which(self.renode) is None:
+            raise DeviceError(RENODE_MISSING)
+        if not Path(self.elf).is_file():
+            raise DeviceError(f"{self.elf}: no such firmware ELF; run `tinypipe build` first")
+        if not Path(self.script).is_file():
+            raise DeviceError(f"{self.script}: no such Renode script")
+        self.port = self.port or free_port()
+        self._log = tempfile.NamedTemporaryFile(prefix="tinypipe-renode-", suffix=".log",
+                                                delete=False)
+        self.log_path = Path(self._log.name)
+        # stdin stays open (a pipe we never write): --console would quit on end of input.
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_new_group_dying_with_parent, cwd=REPO)
+        _LIVE.add(self)
+        self._wait_listening(self.ready_timeout)
+        return self
+
+    def _wait_listening(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise DeviceError(f"Renode ({self.machine}) exited at start: {self.log_tail()}")
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise DeviceError(f"Renode ({self.machine}) did not open its UART port "
+                          f"in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Terminate Renode's process group (only the one we started). Idempotent."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if proc.stdin:
+                    proc.stdin.close()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        super().stop()
+
+
+def _new_group_dying_with_parent() -> None:
+    os.setsid()  # the `renode` launcher starts the runtime as a child: stop both together
+    _die_with_parent()
+
+
+def make_emulator(spec, elf: str | Path, kind: str | None = None,
+                  binary: str | None = None) -> Emulator:
+    """An (unstarted) emulator for a `BoardSpec`: `kind` "qemu" or "renode", default the
+    board's own. Raises DeviceError when the board cannot run under that emulator."""
+    kind = kind or spec.default_emulator
+    if kind is None:
+        raise DeviceError(f"{spec.env} is a real board; no emulator runs it")
+    if kind not in spec.emulators:
+        can = ", ".join(spec.emulators) or "none"
+        raise DeviceError(f"{spec.env} does not run under {kind} (emulators: {can})")
+    if kind == "qemu":
+        return Emulator(spec.machine, Path(elf), **({"qemu": binary} if binary else {}))
+    return RenodeEmulator(Path(spec.renode_script).stem, Path(elf),
+                          script=REPO / spec.renode_script,
+                          **({"renode": binary} if binary else {}))
 
 
 @atexit.register
