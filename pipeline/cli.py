@@ -192,13 +192,15 @@ def _print_eval(d: dict) -> None:
               help="Any .tflite (instead of --out).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write JSON here.")
-def profile(config, out, model_path, overrides, json_out):
+@click.option("--board", "board_env", metavar="ENV",
+              help="Check the arena and flash against this board's budgets (docs/boards.md).")
+def profile(config, out, model_path, overrides, json_out, board_env):
     """Per-layer MACs, parameter and activation bytes; TFLM arena; flash.
 
     \b
     Examples:
       tinypipe profile --out runs/demo
-      tinypipe profile --model person_detect.tflite
+      tinypipe profile --model person_detect.tflite --board nano33ble
     """
     import json
 
@@ -212,6 +214,10 @@ def profile(config, out, model_path, overrides, json_out):
     else:
         raise click.UsageError("give --out RUN_DIR or --model M.tflite")
     click.echo(format_table(prof))
+    if board_env:
+        from pipeline.hil.boards import print_fit
+
+        print_fit(prof, board_env, click.echo)
     if json_out:
         Path(json_out).write_text(json.dumps(prof.to_dict(), indent=1))
 
