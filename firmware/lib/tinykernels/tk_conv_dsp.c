@@ -4,8 +4,8 @@
  * offset added, padding = 0) and multiplied against int8 filter rows of two output channels,
  * read a word at a time and sign-extended with SXTB16, with SMLAD, two pixels x two channels per
  * inner step. Within each group of four k both sides are in SXTB16 order (0, 2, 1, 3), so the
- * dot product is unchanged. Depthwise: pairs of taps per SMLAD, input offset folded into the bias,
- * padded taps read the input zero point. Results equal the reference kernels bit for bit.
+ * dot product is unchanged. Depthwise: four channels per input word, SXTB16 + SMLABB/SMLATT,
+ * input offset folded into the bias, padded taps read the input zero point. Results equal the reference kernels bit for bit.
  */
 #include <string.h>
 
@@ -291,49 +291,113 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
 
 #define TK_DW_MAX_TAPS 16
 
-static inline int32_t tk_pk16(int32_t lo, int32_t hi) {
-  return (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)hi << 16));
+/* Depthwise, depth multiplier 1. Four channels per step: one word of input and one of filter
+ * per tap, SXTB16 into (c0, c2) and (c1, c3), then SMLABB/SMLATT into four accumulators. The
+ * input offset is folded into the bias. Scratch per channel: folded bias, multiplier, rounding
+ * half and right shift; then a row of zero-point bytes that padded taps read (contributing
+ * w * (zp + offset) = 0). */
+typedef struct {
+  int32_t bias, mult, half, right;
+} tk_dwc;
+
+static inline uint32_t tk_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
 }
 
-/* Depthwise, depth multiplier 1. Scratch per channel: tap pairs, folded bias, requantization
- * multiplier / nudge / shift; then one row of zero-point bytes that padded taps read. */
+static inline int8_t dw_rq(int32_t acc, const tk_dwc *q, int small, int32_t off, int32_t lo,
+                           int32_t hi) {
+  int32_t v;
+  if (small) {
+    v = tk_smmulr((int32_t)((uint32_t)acc << 1), q->mult);
+  } else {
+    v = (int32_t)(((int64_t)acc * q->mult + ((int64_t)1 << 30)) >> 31);
+  }
+  v = ((__qadd(v, q->half) - (int32_t)((uint32_t)v >> 31)) >> q->right) + off;
+  v = v < lo ? lo : v;
+  return (int8_t)(v > hi ? hi : v);
+}
+
+/* All channels of one output pixel, given its tap pointers. */
+static inline void dw_pixel(const tk_conv_params *p, const int8_t *const *ptr, int taps,
+                            const int8_t *filter, const tk_dwc *q, int8_t *o, int small) {
+  const int c_n = p->out_c, c4 = c_n & ~3;
+  const int32_t off = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int c, t;
+  for (c = 0; c < c4; c += 4, q += 4) {
+    int32_t a0 = q[0].bias, a1 = q[1].bias, a2 = q[2].bias, a3 = q[3].bias;
+    const int8_t *f = filter + c;
+for (t = 0; t < taps; ++t, f += c_n) {
+      const uint32_t xv = *(const tk_u32u *)(const void *)(ptr[t] + c);
+      const uint32_t wv = *(const tk_u32u *)(const void *)f;
+      const uint32_t x02 = __sxtb16(xv), x13 = tk_sxtb16_ror8(xv);
+      const uint32_t w02 = __sxtb16(wv), w13 = tk_sxtb16_ror8(wv);
+      a0 = __smlabb((int32_t)x02, (int32_t)w02, a0);
+      a2 = __smlatt((int32_t)x02, (int32_t)w02, a2);
+      a1 = __smlabb((int32_t)x13, (int32_t)w13, a1);
+      a3 = __smlatt((int32_t)x13, (int32_t)w13, a3);
+    }
+    o[c] = dw_rq(a0, q, small, off, lo, hi);
+    o[c + 1] = dw_rq(a1, q + 1, small, off, lo, hi);
+    o[c + 2] = dw_rq(a2, q + 2, small, off, lo, hi);
+    o[c + 3] = dw_rq(a3, q + 3, small, off, lo, hi);
+  }
+  for (; c < c_n; ++c, ++q) {
+    int32_t acc = q->bias;
+    for (t = 0; t < taps; ++t) acc += (int32_t)ptr[t][c] * filter[(long)t * c_n + c];
+    o[c] = dw_rq(acc, q, small, off, lo, hi);
+  }
+}
+
+__attribute__((noinline)) static void dw_pixel_small(const tk_conv_params *p,
+                                                     const int8_t *const *ptr, int taps,
+                                                     const int8_t *filter, const tk_dwc *q,
+                                                     int8_t *o) {
+  dw_pixel(p, ptr, taps, filter, q, o, 1);
+}
+
+__attribute__((noinline)) static void dw_pixel_wide(const tk_conv_params *p,
+                                                    const int8_t *const *ptr, int taps,
+                                                    const int8_t *filter, const tk_dwc *q,
+                                                    int8_t *o) {
+  dw_pixel(p, ptr, taps, filter, q, o, 0);
+}
+
 void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_t *in,
                             const int8_t *filter, const int32_t *bias, int8_t *out) {
   const int taps = p->k_h * p->k_w;
-  const int np = (taps + 1) >> 1;
   const int c_n = p->out_c;
-  const int per = np + 4;
-  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  tk_w32 *ws = (tk_w32 *)p->scratch;
-  const int8_t *zrow;
-  const int8_t *ptr[TK_DW_MAX_TAPS + 1];
+  tk_dwc *q = (tk_dwc *)(void *)p->scratch;
+  int8_t *zrow;
+  const int8_t *ptr[TK_DW_MAX_TAPS];
+  long offs[TK_DW_MAX_TAPS];
+  const int y_span = (p->k_h - 1) * p->dil_h, x_span = (p->k_w - 1) * p->dil_w;
   int b, oy, ox, c, t, ky, kx;
-  if (depth_mult != 1 || !ws || taps > TK_DW_MAX_TAPS ||
-      p->scratch_px < c_n * per + (c_n + 3) / 4) {
+  if (depth_mult != 1 || !q || taps > TK_DW_MAX_TAPS ||
+      p->scratch_px < 4 * c_n + (c_n + 3) / 4) {
     tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
     return;
   }
   for (c = 0; c < c_n; ++c) {
     uint32_t sum = 0;
-    const tk_rq r = tk_rq_make(p->mult[c], p->shift[c]);
-    tk_w32 *w = ws + c * per;
-    if (r.slow) {
+    if (p->shift[c] >= 0 || p->shift[c] < -23 || p->mult[c] < 0) {
       tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
       return;
     }
-    for (t = 0; t < np; ++t) {
-      const int32_t w0 = filter[(long)(2 * t) * c_n + c];
-      const int32_t w1 = 2 * t + 1 < taps ? filter[(long)(2 * t + 1) * c_n + c] : 0;
-      w[t] = tk_pk16(w0, w1);
-      sum += (uint32_t)(w0 + w1);
-    }
-    w[np] = tk_wrap32((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->in_offset * sum);
-    w[np + 1] = r.mult;
-    w[np + 2] = r.half;
-    w[np + 3] = r.right;
+    for (t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)filter[(long)t * c_n + c];
+    q[c].bias = tk_wrap32((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->in_offset * sum);
+    q[c].mult = p->mult[c];
+    q[c].right = -p->shift[c];
+    q[c].half = (int32_t)1 << (q[c].right - 1);
   }
-  zrow = (const int8_t *)(ws + c_n * per);
-  memset((void *)(ws + c_n * per), (int8_t)(-p->in_offset), (size_t)c_n);
+  zrow = (int8_t *)(void *)(q + c_n);
+  memset(zrow, (int8_t)(-p->in_offset), (size_t)c_n);
+  for (ky = 0, t = 0; ky < p->k_h; ++ky) {
+    for (kx = 0; kx < p->k_w; ++kx, ++t) {
+      offs[t] = ((long)ky * p->dil_h * p->in_w + (long)kx * p->dil_w) * c_n;
+    }
+  }
   for (b = 0; b < p->batches; ++b) {
     const int8_t *bin = in + (long)b * p->in_h * p->in_w * c_n;
     for (oy = 0; oy < p->out_h; ++oy) {
@@ -341,41 +405,23 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
       for (ox = 0; ox < p->out_w; ++ox) {
         const int x0 = ox * p->stride_w - p->pad_w;
         int8_t *o = out + (((long)b * p->out_h + oy) * p->out_w + ox) * c_n;
-        const tk_w32 *w = ws;
-        for (ky = 0, t = 0; ky < p->k_h; ++ky) {
-          const int y = y0 + ky * p->dil_h;
-          for (kx = 0; kx < p->k_w; ++kx, ++t) {
-            const int x = x0 + kx * p->dil_w;
-            ptr[t] = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w
-                         ? bin + ((long)y * p->in_w + x) * c_n : zrow;
+        if (y0 >= 0 && y0 + y_span < p->in_h && x0 >= 0 && x0 + x_span < p->in_w) {
+          const int8_t *base = bin + ((long)y0 * p->in_w + x0) * c_n;
+          for (t = 0; t < taps; ++t) ptr[t] = base + offs[t];
+        } else {
+          for (ky = 0, t = 0; ky < p->k_h; ++ky) {
+            const int y = y0 + ky * p->dil_h;
+            for (kx = 0; kx < p->k_w; ++kx, ++t) {
+              const int x = x0 + kx * p->dil_w;
+              ptr[t] = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w
+                           ? bin + ((long)y * p->in_w + x) * c_n : zrow;
+            }
           }
         }
-        ptr[taps] = zrow;
-        if (taps == 9) {
-          const int8_t *a0 = ptr[0], *a1 = ptr[1], *a2 = ptr[2], *a3 = ptr[3], *a4 = ptr[4];
-          const int8_t *a5 = ptr[5], *a6 = ptr[6], *a7 = ptr[7], *a8 = ptr[8];
-          for (c = 0; c < c_n; ++c, w += 9) {
-            int32_t acc = w[5], v;
-            acc = __smlad(tk_pk16(a0[c], a1[c]), w[0], acc);
-            acc = __smlad(tk_pk16(a2[c], a3[c]), w[1], acc);
-            acc = __smlad(tk_pk16(a4[c], a5[c]), w[2], acc);
-            acc = __smlad(tk_pk16(a6[c], a7[c]), w[3], acc);
-            acc = __smlabb(a8[c], w[4], acc);
-            v = (int32_t)(((int64_t)acc * w[6] + ((int64_t)1 << 30)) >> 31);
-            v = ((__qadd(v, w[7]) - (int32_t)((uint32_t)v >> 31)) >> w[8]) + out_off;
-            v = v < lo ? lo : v;
-            o[c] = (int8_t)(v > hi ? hi : v);
-          }
+        if (p->small_acc) {
+          dw_pixel_small(p, ptr, taps, filter, q, o);
         } else {
-          for (c = 0; c < c_n; ++c, w += per) {
-            int32_t acc = w[np], v;
-            for (t = 0; t < np; ++t) acc = __smlad(tk_pk16(ptr[2 * t][c], ptr[2 * t + 1][c]),
-                                                   w[t], acc);
-            v = (int32_t)(((int64_t)acc * w[np + 1] + ((int64_t)1 << 30)) >> 31);
-            v = ((__qadd(v, w[np + 2]) - (int32_t)((uint32_t)v >> 31)) >> w[np + 3]) + out_off;
-            v = v < lo ? lo : v;
-            o[c] = (int8_t)(v > hi ? hi : v);
-          }
+          dw_pixel_wide(p, ptr, taps, filter, q, o);
         }
       }
     }
