@@ -20,23 +20,158 @@ def _abs(path):
     return path if os.path.isabs(path) else os.path.join(project, path)
 
 
-explicit = os.environ.get("TINYPIPE_MODEL_DIR") or _option("custom_model_dir")
-model_dir = _abs(explicit or "build/model")
-if not os.path.isfile(os.path.join(model_dir, "tp_model.h")):
-    if explicit:
-        env.Exit(f"tinypipe: {model_dir} has no tp_model.h; run `tinypipe export` first")  # noqa: F821
-    print(f"tinypipe: no exported model in {model_dir}, building firmware/test_model")
-    model_dir = os.path.join(project, "firmware", "test_model")
+# --- TFLite Micro from a source tree ($TFLM_DIR) ------------------------------------------------
+# Third-party folders default to where TFLM's own Makefile downloads them
+# (tensorflow/lite/micro/tools/make/downloads/<name>); env vars override each one.
+TFLM_THIRD_PARTY = {  # name: (env var, header that must exist inside)
+    "flatbuffers": ("FLATBUFFERS_DIR", "include/flatbuffers/flatbuffers.h"),
+    "gemmlowp": ("GEMMLOWP_DIR", "fixedpoint/fixedpoint.h"),
+    "ruy": ("RUY_DIR", "ruy/profiler/instrumentation.h"),
+}
+TFLM_CORE_DIRS = ["tensorflow/lite/micro", "tensorflow/lite/micro/arena_allocator",
+                  "tensorflow/lite/micro/memory_planner", "tensorflow/lite/micro/tflite_bridge"]
+# Shared TFLite sources the micro runtime needs (TFLM's sources.inc takes every .cc outside
+# tensorflow/lite/micro; this is that list without array.cc, which static-memory builds drop).
+TFLM_SHARED = ["tensorflow/lite/core/api", "tensorflow/lite/core/c", "tensorflow/lite/kernels",
+               "tensorflow/lite/kernels/internal", "tensorflow/lite/kernels/internal/reference",
+               "tensorflow/compiler/mlir/lite/schema", "tensorflow/compiler/mlir/lite/core/api"]
+
+# Kernel sources every op kernel may call into (the rest are ops, their *_common.cc, tests).
+TFLM_KERNEL_HELPERS = ["kernel_util.cc", "micro_tensor_utils.cc"]
+
+# Test scaffolding in the runtime folders (nothing links it; skipping saves compile time).
+TFLM_TEST_ONLY = ("test_helper", "fake_", "mock_", "recording_", "kernel_runner")
+
+
+def _ccs(root, rel):
+    folder = os.path.join(root, rel)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f"{rel}/{n}" for n in os.listdir(folder) if n.endswith((".cc", ".c"))
+                  and not n.endswith("_test.cc") and not n.startswith(TFLM_TEST_ONLY))
+
+
+def _tflm_kernels(root, model_dir, cmsis):
+    """Kernel sources for the ops in op_resolver.h (all kernels if that cannot be worked out).
+    With CMSIS-NN, a kernel that has a kernels/cmsis_nn/ version uses that one."""
+    import re
+
+    kdir = "tensorflow/lite/micro/kernels"
+    files = [f for f in _ccs(root, kdir)]
+    override = set(os.listdir(os.path.join(root, kdir, "cmsis_nn"))) if cmsis else set()
+
+    def src(f):
+        name = os.path.basename(f)
+        return f"{kdir}/cmsis_nn/{name}" if name in override else f
+
+    def read(rel):
+        with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    selection = os.environ.get("TINYPIPE_TFLM_KERNELS") or _option("custom_tflm_kernels", "model")
+    try:
+        if selection == "all":
+            raise LookupError("all kernels asked for")
+        with open(os.path.join(model_dir, "op_resolver.h"), encoding="utf-8") as fh:
+            methods = set(re.findall(r"\br\.(Add\w+)\(", fh.read()))
+        header = read("tensorflow/lite/micro/micro_mutable_op_resolver.h")
+        regs = set()
+        for m in methods:
+            body = re.search(rf"TfLiteStatus {m}\((.*?)\n  }}", header, re.S)
+            if body is None:
+                raise LookupError(m)
+            regs |= set(re.findall(r"\b(Register_\w+)\(\)", body.group(1)))
+        defines = {}  # kernel file -> Register_* functions it defines
+        for f in files:
+            text = read(src(f))
+            defines[f] = set(re.findall(r"TFLMRegistration\s+(Register_\w+)\s*\(\s*\)\s*{", text))
+        picked = {f for f, d in defines.items() if d & regs}
+        if not picked or regs - set().union(*(defines[f] for f in picked)):
+            raise LookupError("registration not found")
+        helpers = {f"{kdir}/{n}" for n in TFLM_KERNEL_HELPERS} & set(files)
+        picked |= {f[:-3] + "_common.cc" for f in picked} & set(files)
+        return sorted(src(f) for f in picked | helpers)
+    except (OSError, LookupError):
+        return sorted(src(f) for f in files)
+
+
+def _tflm(model_dir):
+    """Compile TFLM (and CMSIS-NN when CMSIS_NN_DIR is set) from source trees into libraries."""
+    root = os.environ.get("TFLM_DIR", "").strip()
+    if not root:
+        if any("tflite" in d.lower() or "tflm" in d.lower()
+               for d in env.GetProjectOption("lib_deps", [])):  # noqa: F821
+            return  # a board env that takes TFLM from a PlatformIO library
+        env.Exit("tinypipe: TFLM_DIR unset: point it at a tflite-micro source tree")  # noqa: F821
+    root = os.path.abspath(root)
+    if not os.path.isfile(os.path.join(root, "tensorflow/lite/micro/micro_interpreter.h")):
+        env.Exit(f"tinypipe: TFLM_DIR={root} is not a tflite-micro source tree "  # noqa: F821
+                 "(no tensorflow/lite/micro/micro_interpreter.h)")
+    downloads = os.path.join(root, "tensorflow/lite/micro/tools/make/downloads")
+    include = [root]
+    for name, (var, probe) in TFLM_THIRD_PARTY.items():
+        folder = os.path.abspath(os.environ.get(var) or os.path.join(downloads, name))
+        if not os.path.isfile(os.path.join(folder, probe)):
+            env.Exit(f"tinypipe: TFLM needs {name}: no {probe} in {folder}; set {var}")  # noqa: F821
+        include.append(os.path.join(folder, "include") if name == "flatbuffers" else folder)
+    cmsis = os.environ.get("CMSIS_NN_DIR", "").strip()
+    if cmsis:
+        cmsis = os.path.abspath(cmsis)
+        if not os.path.isfile(os.path.join(cmsis, "Include", "arm_nnfunctions.h")):
+            env.Exit(f"tinypipe: CMSIS_NN_DIR={cmsis} has no Include/arm_nnfunctions.h")  # noqa: F821
+        include += [cmsis, os.path.join(cmsis, "Include")]
+    # Everything that includes TFLM headers must agree on these (TfLiteTensor's layout).
+    defines = ["TF_LITE_STATIC_MEMORY", "TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"]
+    if cmsis:
+        defines.append("CMSIS_NN")
+    env.Append(  # noqa: F821
+        CPPPATH=include, CPPDEFINES=defines,
+        CXXFLAGS=["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics",
+                  "-fno-unwind-tables", "-fno-asynchronous-unwind-tables"])
+    # Third-party code: its warnings are not ours to fix. (An override, not a Clone: the
+    # platform sets the cross toolchain and machine flags after this pre-script.)
+    for tree in [root] + ([cmsis] if cmsis else []):
+        env.AddBuildMiddleware(  # noqa: F821
+            lambda e, node: e.Object(node, CPPFLAGS=["-w"]), os.path.join(tree, "*"))
+    core = [f for d in TFLM_CORE_DIRS + TFLM_SHARED for f in _ccs(root, d)]
+    kernels = _tflm_kernels(root, model_dir, bool(cmsis))
+    print(f"tinypipe: TFLM from {root}: {len(core)} core + {len(kernels)} kernel sources"
+          + (", CMSIS-NN" if cmsis else ", reference kernels"))
+    filt = "-<*> " + " ".join(f"+<{f}>" for f in core + kernels)
+    libs = [env.BuildLibrary("$BUILD_DIR/tflm", root, filt)]  # noqa: F821
+    if cmsis:
+        nn = [os.path.relpath(os.path.join(d, n), cmsis)
+              for d, _, names in os.walk(os.path.join(cmsis, "Source")) for n in sorted(names)
+              if n.endswith(".c") and not n.endswith(("_f16.c", "_f32.c"))]
+        libs.append(env.BuildLibrary(  # noqa: F821
+            "$BUILD_DIR/cmsis_nn", cmsis, "-<*> " + " ".join(f"+<{f}>" for f in nn)))
+    env.Prepend(LIBS=libs)  # noqa: F821
+
+
 backend = os.environ.get("TINYPIPE_BACKEND") or _option("custom_backend", "aot")
 src_dir = env.subst("$PROJECT_SRC_DIR")  # noqa: F821
-if not os.path.isfile(os.path.join(src_dir, "backends", f"infer_{backend}.c")):
+backend_src = next((f"infer_{backend}{ext}" for ext in (".c", ".cc")
+                    if os.path.isfile(os.path.join(src_dir, "backends", f"infer_{backend}{ext}"))),
+                   None)
+if backend_src is None:
     env.Exit(f"tinypipe: unknown backend {backend!r} (no backends/infer_{backend}.c)")  # noqa: F821
+marker = "model_data.h" if backend == "tflm" else "tp_model.h"
+
+explicit = os.environ.get("TINYPIPE_MODEL_DIR") or _option("custom_model_dir")
+model_dir = _abs(explicit or "build/model")
+if not os.path.isfile(os.path.join(model_dir, marker)):
+    if explicit or backend != "aot":
+        env.Exit(f"tinypipe: {model_dir} has no {marker}; run `tinypipe export` first")  # noqa: F821
+    print(f"tinypipe: no exported model in {model_dir}, building firmware/test_model")
+    model_dir = os.path.join(project, "firmware", "test_model")
 
 print(f"tinypipe: model {model_dir}, backend {backend}")
 env.Append(CPPPATH=[src_dir, model_dir], LIBPATH=[project])  # noqa: F821
+if backend == "tflm":
+    _tflm(model_dir)
 env.BuildSources("$BUILD_DIR/model", model_dir)  # noqa: F821
 env.BuildSources(  # noqa: F821
-    "$BUILD_DIR/backend", os.path.join(src_dir, "backends"), f"-<*> +<infer_{backend}.c>"
+    "$BUILD_DIR/backend", os.path.join(src_dir, "backends"), f"-<*> +<{backend_src}>"
 )
 for i, port_dir in enumerate(_option("custom_port_dirs").split()):
     env.BuildSources(f"$BUILD_DIR/port{i}", _abs(port_dir))  # noqa: F821

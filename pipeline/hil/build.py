@@ -55,17 +55,47 @@ def model_hash(model: bytes | str | Path) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+BACKENDS = ("aot", "tflm")
+TFLM_HINT = "TFLM_DIR unset: point it at a tflite-micro source tree (see docs/tflm.md)"
+
+
+def check_tflm_dir() -> Path:
+    """The tflite-micro source tree named by $TFLM_DIR; BuildError when unset or wrong."""
+    root = os.environ.get("TFLM_DIR", "").strip()
+    if not root:
+        raise BuildError(TFLM_HINT)
+    path = Path(root).expanduser()
+    if not (path / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
+        raise BuildError(f"TFLM_DIR={root} is not a tflite-micro source tree "
+                         "(no tensorflow/lite/micro/micro_interpreter.h)")
+    return path
+
+
 def export_model(model: bytes | str | Path, out_dir: Path, backend: str = "aot") -> Path:
     """Write the model's C sources for `backend` into out_dir; returns the folder."""
-    if backend != "aot":
-        raise BuildError(f"backend {backend!r} is not available yet (only 'aot')")
+    if backend not in BACKENDS:
+        raise BuildError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    if backend == "tflm":
+        from pipeline.export import export_tflm
+        from pipeline.profile import profile_tflite
+        from pipeline.tflite_info import read_model
+
+        arena = profile_tflite(bytes(data)).arena_bytes_with_margin
+        if not arena:
+            raise BuildError("could not measure the TFLM arena of this model on the host")
+        info = read_model(bytes(data))
+        shape = info.tensors[info.outputs[0]].shape
+        classes = [str(i) for i in range(int(shape[-1]) if len(shape) else 1)]
+        export_tflm(bytes(data), out_dir, classes, None, arena)
+        return out_dir
     try:
         from pipeline.aot import export_aot
     except ImportError as e:
         raise BuildError(f"AOT compiler unavailable ({e})") from None
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    export_aot(model, out_dir, prefix="tp")
+    export_aot(data, out_dir, prefix="tp")
     return out_dir
 
 
@@ -83,9 +113,16 @@ def build_firmware(env: str, model: bytes | str | Path | None, backend: str = "a
           jobs: int | None = None) -> Path:
     """Export `model` (None = firmware/test_model), build env `env`, return the ELF path."""
     say = progress or (lambda _msg: None)
+    if backend == "tflm":
+        check_tflm_dir()
+        if model is None:
+            raise BuildError("the tflm backend needs a model (there is no TFLM test model)")
     out = Path(out) if out else REPO / "build" / "firmware" / env
     out.mkdir(parents=True, exist_ok=True)
     extra = {"PLATFORMIO_BUILD_DIR": str(out / "pio"), "TINYPIPE_BACKEND": backend}
+    if backend == "tflm" and "PLATFORMIO_BUILD_CACHE_DIR" not in os.environ:
+        # TFLM is ~50 big C++ files: share their objects between build folders.
+        extra["PLATFORMIO_BUILD_CACHE_DIR"] = str(REPO / "build" / "tflm-cache")
     if model is not None:
         say(f"exporting model ({backend})")
         extra["TINYPIPE_MODEL_DIR"] = str(export_model(model, out / "model", backend))
