@@ -43,6 +43,25 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
                                  (uint32_t)(p->in_offset & 0xFFFF));
   const int8_t zp = (int8_t)(-p->in_offset);
   int ky, kx, k = 0, i;
+  if ((ic & 3) && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+    /* Channel counts like 3 (the first layer): copy each kernel row as one run of bytes. */
+    const int run = p->k_w * ic;
+    for (ky = 0; ky < p->k_h; ++ky, k += run) {
+      const int y = y0 + p->dil_h * ky;
+      if (y >= 0 && y < p->in_h) {
+        const int8_t *ip = in + ((long)y * p->in_w + x0) * ic;
+        for (i = 0; i + 4 <= run; i += 4) {
+          *(tk_u32u *)(void *)(tmp + k + i) = *(const tk_u32u *)(const void *)(ip + i);
+        }
+        for (; i < run; ++i) tmp[k + i] = ip[i];
+      } else {
+        for (i = 0; i < run; ++i) tmp[k + i] = zp;
+      }
+    }
+    for (; k < kp; ++k) tmp[k] = zp;
+    expand4(tmp, kp >> 2, off2, dst + which, 2);
+    return;
+  }
   for (ky = 0; ky < p->k_h; ++ky) {
     const int y = y0 + p->dil_h * ky;
     for (kx = 0; kx < p->k_w; ++kx, k += ic) {
