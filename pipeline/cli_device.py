@@ -10,6 +10,10 @@ import click
 from pipeline.hil.boards import BOARDS
 
 COMMANDS = ("devices", "build", "flash", "hil")
+BACKEND = click.option(
+    "--backend", type=click.Choice(["aot", "tflm"]), default="aot", show_default=True,
+    help="Inference engine: aot (tinypipe's compiled C) or tflm (TFLite Micro interpreter, "
+         "built from the tflite-micro tree in $TFLM_DIR; see docs/tflm.md).")
 ENVS = click.Choice(sorted(BOARDS))
 EMULATOR = click.option(
     "--emulator", "emulator", type=click.Choice(["qemu", "renode"]),
@@ -45,7 +49,7 @@ def devices() -> None:
 @click.option("--env", "env", type=ENVS, required=True, help="PlatformIO env (board).")
 @click.option("--model", "model", type=click.Path(exists=True),
               help="A .tflite, or a run folder holding model.tflite (default: the test model).")
-@click.option("--backend", default="aot", show_default=True, help="Inference backend.")
+@BACKEND
 @click.option("--out", "out", type=click.Path(file_okay=False),
               help="Build folder (default: build/firmware/ENV).")
 def build(env: str, model: str | None, backend: str, out: str | None) -> None:
@@ -104,12 +108,13 @@ def flash(env: str, elf: str, port: str | None, emulator: str | None) -> None:
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False), required=True,
               help=".npz with x (inputs in the model's dtype and shape) and optional y.")
 @click.option("--limit", type=int, help="Only the first N samples.")
+@BACKEND
 @click.option("--flash/--no-flash", "do_flash", default=True, show_default=True,
               help="Build and flash first (QEMU: start the emulator).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Report folder (hil.json, hil.md, latency.png).")
 @EMULATOR
-def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
+def hil(env: str, port: str | None, model: str, data: str, limit: int | None, backend: str,
         do_flash: bool, out: str, emulator: str | None) -> None:
     """Stream a data set through the board; check every output bit-exactly against the host.
 
@@ -142,10 +147,12 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
 
         say = lambda m: bar.update(task, description=m[:60])  # noqa: E731
         if renode:
-            summary = _hil_renode(env, model, data, limit, out, on_sample, say, emulator)
+            summary = _hil_renode(env, model, data, limit, out, on_sample, say, emulator,
+                                  backend)
         else:
             summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
-                              flash=do_flash, progress=on_sample, build_progress=say)
+                              flash=do_flash, backend=backend, progress=on_sample,
+                              build_progress=say)
     kind = summary["counter"]
     click.echo(f"samples      : {summary['samples']}")
     click.echo(f"bit-exact    : {summary['bit_exact']}/{summary['samples']}")
@@ -159,7 +166,7 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None,
 
 
 def _hil_renode(env: str, model: str, data: str, limit: int | None, out: str, on_sample,
-                say, emulator: str | None) -> dict:
+                say, emulator: str | None, backend: str = "aot") -> dict:
     """Build, start Renode, run the data set through its UART socket, stop Renode."""
     import shutil
 
@@ -173,7 +180,8 @@ def _hil_renode(env: str, model: str, data: str, limit: int | None, out: str, on
     emu = make_emulator(spec, "unbuilt.elf", emulator)  # fails early if Renode can't run it
     if shutil.which(emu.renode) is None:  # before the slow build
         raise DeviceError(RENODE_MISSING)
-    emu.elf = build_firmware(env, model_bytes(model), out=Path(out) / "firmware", progress=say)
+    emu.elf = build_firmware(env, model_bytes(model), backend=backend, out=Path(out) / "firmware",
+                             progress=say)
     say(f"starting Renode ({env})")
     with emu.start():
         return run_hil(env, model, data, port=emu.url, limit=limit, out_dir=out, flash=False,

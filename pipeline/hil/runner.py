@@ -163,6 +163,9 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
                       inputs=[t.to_dict() for t in info.inputs],
                       outputs=[t.to_dict() for t in info.outputs])
         _check_device(link, spec, want_hash, x)
+        if flash and not elf and info.backend.split("-")[0].split("+")[0] != backend:
+            raise DeviceError(f"{link.url}: board runs the {info.backend} backend, built for "
+                              f"{backend}")
         if spec.fast_baud and info.max_baud >= spec.fast_baud:
             link.set_baud(spec.fast_baud)
         t0 = time.monotonic()
