@@ -43,6 +43,11 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
                                  (uint32_t)(p->in_offset & 0xFFFF));
   const int8_t zp = (int8_t)(-p->in_offset);
   int ky, kx, k = 0, i;
+  if (p->k_h == 1 && p->k_w == 1 && (ic & 3) == 0 && y0 >= 0 && x0 >= 0) {
+    /* Pointwise: the pixel's channels are the patch. */
+    expand4(in + ((long)y0 * p->in_w + x0) * ic, ic >> 2, off2, dst + which, 2);
+    return;
+  }
   if ((ic & 3) && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
     /* Channel counts like 3 (the first layer): copy each kernel row as one run of bytes. */
     const int run = p->k_w * ic;
@@ -156,6 +161,13 @@ static inline int32_t tk_smmulr(int32_t a, int32_t b) {
   return r;
 }
 
+/* TFLM's rounding right shift by r1 + 1 >= 1 (half away from zero):
+ * floor((v - [v < 0] + 2^r1) / 2^(r1 + 1)) == ((v - [v < 0]) >> r1) + 1) >> 1, no overflow for
+ * v > INT32_MIN (the products below never reach it). */
+static inline int32_t tk_round_shift(int32_t v, int r1) {
+  return (((v - (int32_t)((uint32_t)v >> 31)) >> r1) + 1) >> 1;
+}
+
 /* Requantize one accumulator of a channel whose shift is in [-23, -1] and multiplier >= 0.
  * small: |acc| < 2^30, so SMMULR(2 acc, m) = (acc * m + 2^30) >> 31 exactly. */
 static inline int8_t rq_out(int32_t acc, int32_t m, int right, int small, int32_t off,
@@ -166,8 +178,7 @@ static inline int8_t rq_out(int32_t acc, int32_t m, int right, int small, int32_
   } else {
     v = (int32_t)(((int64_t)acc * m + ((int64_t)1 << 30)) >> 31);
   }
-  v = ((__qadd(v, (int32_t)(((uint32_t)1 << right) >> 1)) - (int32_t)((uint32_t)v >> 31)) >>
-       right) + off;
+  v = tk_round_shift(v, right - 1) + off;
   v = v < lo ? lo : v;
   return (int8_t)(v > hi ? hi : v);
 }
@@ -312,11 +323,11 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
 
 /* Depthwise, depth multiplier 1. Four channels per step: one word of input and one of filter
  * per tap, SXTB16 into (c0, c2) and (c1, c3), then SMLABB/SMLATT into four accumulators. The
- * input offset is folded into the bias. Scratch per channel: folded bias, multiplier, rounding
- * half and right shift; then a row of zero-point bytes that padded taps read (contributing
+ * input offset is folded into the bias. Scratch per channel: folded bias, multiplier, right
+ * shift - 1, padding; then a row of zero-point bytes that padded taps read (contributing
  * w * (zp + offset) = 0). */
 typedef struct {
-  int32_t bias, mult, half, right;
+  int32_t bias, mult, right1, unused;
 } tk_dwc;
 
 static inline uint32_t tk_sxtb16_ror8(uint32_t x) {
@@ -333,7 +344,7 @@ static inline int8_t dw_rq(int32_t acc, const tk_dwc *q, int small, int32_t off,
   } else {
     v = (int32_t)(((int64_t)acc * q->mult + ((int64_t)1 << 30)) >> 31);
   }
-  v = ((__qadd(v, q->half) - (int32_t)((uint32_t)v >> 31)) >> q->right) + off;
+  v = tk_round_shift(v, q->right1) + off;
   v = v < lo ? lo : v;
   return (int8_t)(v > hi ? hi : v);
 }
@@ -407,8 +418,8 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
     for (t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)filter[(long)t * c_n + c];
     q[c].bias = tk_wrap32((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->in_offset * sum);
     q[c].mult = p->mult[c];
-    q[c].right = -p->shift[c];
-    q[c].half = (int32_t)1 << (q[c].right - 1);
+    q[c].right1 = -p->shift[c] - 1;
+    q[c].unused = 0;
   }
   zrow = (int8_t *)(void *)(q + c_n);
   memset(zrow, (int8_t)(-p->in_offset), (size_t)c_n);
