@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+
 import pytest
 from tp_helpers import tiny_config_dict
 

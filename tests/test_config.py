@@ -1,9 +1,8 @@
 import pytest
+from tp_helpers import REPO
 
 from pipeline.config import Config, from_dict, load_config
 from pipeline.errors import ConfigError
-
-from tp_helpers import REPO
 
 
 def test_demo_config_loads():
