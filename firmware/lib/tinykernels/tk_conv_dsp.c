@@ -5,7 +5,8 @@
  * read a word at a time and sign-extended with SXTB16, with SMLAD, two pixels x two channels per
  * inner step. Within each group of four k both sides are in SXTB16 order (0, 2, 1, 3), so the
  * dot product is unchanged. Depthwise: four channels per input word, SXTB16 + SMLABB/SMLATT,
- * input offset folded into the bias, padded taps read the input zero point. Results equal the reference kernels bit for bit.
+ * input offset folded into the bias, padded taps read the input zero point. Results equal the
+ * reference kernels bit for bit.
  */
 #include <string.h>
 
@@ -241,6 +242,39 @@ __attribute__((noinline)) static int pairs_fast_wide(const tk_w32 *xs, const int
   return pairs_fast_body(xs, filter, k, bias, p, o, 0);
 }
 
+/* Short rows (k <= 32, multiple of 4) with small accumulators: plain C, so that the compiler
+ * keeps the patch words and output constants in registers (the asm loop's 13 registers force
+ * spills around it, which dominate when a row has only a few words). */
+__attribute__((noinline)) static int pairs_fast_short(const tk_w32 *xs, const int8_t *filter,
+                                                      int k, const int32_t *bias,
+                                                      const tk_conv_params *p, int8_t *o) {
+  const int oc_n = p->out_c, k4 = k >> 2;
+  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+  const int8_t *w = filter;
+  int oc, i;
+  for (oc = 0; oc + 1 < oc_n; oc += 2, o += 2) {
+    const int8_t *wa = w, *wb = w + k;
+    const tk_w32 *x = xs;
+    int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[oc + 1] : 0;
+    int32_t s_ba = s_aa, s_bb = s_ab;
+    w += 2 * k;
+    for (i = 0; i < k4; ++i, x += 4, wa += 4, wb += 4) {
+      const uint32_t ua = *(const tk_u32u *)(const void *)wa;
+      const uint32_t ub = *(const tk_u32u *)(const void *)wb;
+      TK_MAC4(ua, ub, x);
+    }
+    {
+      const int32_t ma = p->mult[oc], mb = p->mult[oc + 1];
+      const int ra = -p->shift[oc], rb = -p->shift[oc + 1];
+      o[0] = rq_out(s_aa, ma, ra, 1, out_off, lo, hi);
+      o[1] = rq_out(s_ab, mb, rb, 1, out_off, lo, hi);
+      o[oc_n] = rq_out(s_ba, ma, ra, 1, out_off, lo, hi);
+      o[oc_n + 1] = rq_out(s_bb, mb, rb, 1, out_off, lo, hi);
+    }
+  }
+  return oc;
+}
+
 /* Convolution: per pair of output pixels, the two patches are expanded once to int16 pairs
  * (input offset added); then for every pair of output channels the int8 filter rows are read a
  * word at a time, sign-extended with SXTB16 and multiplied with SMLAD, 2 pixels x 2 channels.
@@ -275,8 +309,12 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
       im2col(p, bin, two ? px + 1 : px, xs, 1, kp, tmp);
       oc = 0;
       if (fast && two) {
-        oc = small ? pairs_fast_small(xs, filter, k, bias, p, o)
-                   : pairs_fast_wide(xs, filter, k, bias, p, o);
+        if (small && (k & 3) == 0 && k <= 32) {
+          oc = pairs_fast_short(xs, filter, k, bias, p, o);
+        } else {
+          oc = small ? pairs_fast_small(xs, filter, k, bias, p, o)
+                     : pairs_fast_wide(xs, filter, k, bias, p, o);
+        }
       }
       for (; oc < oc_n; oc += 2) {
         const int ob = oc + 1 < oc_n ? oc + 1 : oc;
