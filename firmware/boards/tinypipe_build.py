@@ -130,21 +130,36 @@ def _tflm(model_dir):
                   "-fno-unwind-tables", "-fno-asynchronous-unwind-tables"])
     # Third-party code: its warnings are not ours to fix. (An override, not a Clone: the
     # platform sets the cross toolchain and machine flags after this pre-script.)
-    for tree in [root] + ([cmsis] if cmsis else []):
-        env.AddBuildMiddleware(  # noqa: F821
-            lambda e, node: e.Object(node, CPPFLAGS=["-w"]), os.path.join(tree, "*"))
+    # Their include path is only theirs, so the objects do not depend on the model folder and
+    # a build cache ($PLATFORMIO_BUILD_CACHE_DIR) shares them between builds of any model.
+    trees = tuple(os.path.join(t, "") for t in [root, cmsis] if t)
+
+    def third_party(e, node):
+        return e.Object(node, CPPFLAGS=["-w"], CPPPATH=include) \
+            if node.srcnode().get_abspath().startswith(trees) else node
+
+    env.AddBuildMiddleware(third_party)  # noqa: F821
     core = [f for d in TFLM_CORE_DIRS + TFLM_SHARED for f in _ccs(root, d)]
     kernels = _tflm_kernels(root, model_dir, bool(cmsis))
     print(f"tinypipe: TFLM from {root}: {len(core)} core + {len(kernels)} kernel sources"
           + (", CMSIS-NN" if cmsis else ", reference kernels"))
     filt = "-<*> " + " ".join(f"+<{f}>" for f in core + kernels)
-    libs = [env.BuildLibrary("$BUILD_DIR/tflm", root, filt)]  # noqa: F821
+    # A cached object is found by its path too: with a build cache, build the libraries in one
+    # folder per env and configuration, not in each build folder.
+    objs = "$BUILD_DIR"
+    cache = os.environ.get("PLATFORMIO_BUILD_CACHE_DIR")
+    if cache:
+        import hashlib
+
+        key = hashlib.sha256(repr((root, cmsis, include, defines)).encode()).hexdigest()[:12]
+        objs = os.path.join(_abs(cache), "tflm-objects", f"{env['PIOENV']}-{key}")  # noqa: F821
+    libs = [env.BuildLibrary(f"{objs}/tflm", root, filt)]  # noqa: F821
     if cmsis:
         nn = [os.path.relpath(os.path.join(d, n), cmsis)
               for d, _, names in os.walk(os.path.join(cmsis, "Source")) for n in sorted(names)
               if n.endswith(".c") and not n.endswith(("_f16.c", "_f32.c"))]
         libs.append(env.BuildLibrary(  # noqa: F821
-            "$BUILD_DIR/cmsis_nn", cmsis, "-<*> " + " ".join(f"+<{f}>" for f in nn)))
+            f"{objs}/cmsis_nn", cmsis, "-<*> " + " ".join(f"+<{f}>" for f in nn)))
     env.Prepend(LIBS=libs)  # noqa: F821
 
 
