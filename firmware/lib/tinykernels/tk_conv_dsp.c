@@ -49,6 +49,20 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
     expand4(in + ((long)y0 * p->in_w + x0) * ic, ic >> 2, off2, dst + which, 2);
     return;
   }
+  if ((ic & 3) == 0 && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+    /* Whole kernel rows inside the image: each row is one contiguous run of k_w * ic. */
+    const int run = p->k_w * ic;
+    for (ky = 0; ky < p->k_h; ++ky, k += run) {
+      const int y = y0 + p->dil_h * ky;
+      tk_w32 *d = dst + k + which;
+      if (y >= 0 && y < p->in_h) {
+        expand4(in + ((long)y * p->in_w + x0) * ic, run >> 2, off2, d, 2);
+      } else {
+        for (i = 0; i < run >> 1; ++i) d[2 * i] = 0;
+      }
+    }
+    return;
+  }
   if ((ic & 3) && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
     /* Channel counts like 3 (the first layer): copy each kernel row as one run of bytes. */
     const int run = p->k_w * ic;
