@@ -35,6 +35,7 @@ const uint8_t *infer_output(int i);
 int infer_input_info(int i, infer_tensor_t *t);  /* 0 on success */
 int infer_output_info(int i, infer_tensor_t *t);
 const char *infer_backend(void);      /* "aot", "tflm" */
+/* The TFLM backend names its kernel library too: "tflm-reference" or "tflm+cmsis-nn". */
 const char *infer_model_hash(void);   /* 16 hex chars of the .tflite's sha256 */
 uint32_t infer_arena_bytes(void);
 
