@@ -124,6 +124,10 @@ def _tflm(model_dir):
     defines = ["TF_LITE_STATIC_MEMORY", "TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"]
     if cmsis:
         defines.append("CMSIS_NN")
+        # The host measures the arena with the reference kernels; CMSIS-NN's scratch buffers
+        # come on top (only the backend source sees this, the libraries stay cacheable).
+        extra = os.environ.get("TINYPIPE_ARENA_EXTRA") or _option("custom_arena_extra", "16384")
+        env.Append(CPPDEFINES=[("TINYPIPE_ARENA_EXTRA", int(extra))])  # noqa: F821
     env.Append(  # noqa: F821
         CPPPATH=include, CPPDEFINES=defines,
         CXXFLAGS=["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics",
@@ -135,7 +139,7 @@ def _tflm(model_dir):
     trees = tuple(os.path.join(t, "") for t in [root, cmsis] if t)
 
     def third_party(e, node):
-        return e.Object(node, CPPFLAGS=["-w"], CPPPATH=include) \
+        return e.Object(node, CPPFLAGS=["-w"], CPPPATH=include, CPPDEFINES=defines) \
             if node.srcnode().get_abspath().startswith(trees) else node
 
     env.AddBuildMiddleware(third_party)  # noqa: F821

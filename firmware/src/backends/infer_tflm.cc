@@ -35,7 +35,13 @@ constexpr size_t type_bytes(TfLiteType t) {
 #endif
 constexpr int kMaxIo = 4;
 
-alignas(16) uint8_t arena[kTensorArenaSize];
+/* kTensorArenaSize is measured with the reference kernels; optimised kernels (CMSIS-NN) ask
+   for scratch buffers on top, so their builds reserve TINYPIPE_ARENA_EXTRA more. */
+#ifndef TINYPIPE_ARENA_EXTRA
+#define TINYPIPE_ARENA_EXTRA 0
+#endif
+
+alignas(16) uint8_t arena[kTensorArenaSize + TINYPIPE_ARENA_EXTRA];
 alignas(16) uint8_t stage[TINYPIPE_STAGE_BYTES];
 alignas(ModelOpResolver) uint8_t resolver_mem[sizeof(ModelOpResolver)];
 alignas(tflite::MicroInterpreter) uint8_t interp_mem[sizeof(tflite::MicroInterpreter)];
