@@ -108,3 +108,41 @@ def test_profile_cli_unknown_board(tmp_path: Path, monkeypatch, env: str) -> Non
     with pytest.raises(SystemExit) as e:
         main(["profile", "--model", str(model), "--board", env])
     assert e.value.code != 0
+
+
+def _pio_envs() -> dict[str, dict[str, str]]:
+    """platformio.ini's envs with `extends` and ${section.option} resolved (as PlatformIO does)."""
+    import configparser
+    import re
+
+    ini = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    ini.read(ROOT / "platformio.ini")
+
+    def options(section: str) -> dict[str, str]:
+        own = dict(ini[section])
+        base = options(own.pop("extends")) if "extends" in own else dict(ini["env"])
+        return base | own
+
+    def resolve(value: str) -> str:
+        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: resolve(ini[m[1]][m[2]]), value)
+
+    return {s.split(":", 1)[1]: {k: resolve(v) for k, v in options(s).items()}
+            for s in ini.sections() if s.startswith("env:")}
+
+
+def test_every_board_has_an_env_and_real_boards_pin_tflm() -> None:
+    import re
+
+    envs = _pio_envs()
+    assert set(BOARDS) <= set(envs)
+    for name in ("esp32dev", "esp32-s3-devkitc-1", "nucleo_f746zg", "nano33ble", "pico"):
+        deps = envs[name].get("lib_deps", "")
+        # --backend tflm on a board: TFLM from a library pinned to a commit, found by chain+
+        assert re.search(r"\.git#[0-9a-f]{40}$", deps.strip()), (name, deps)
+        assert envs[name]["lib_ldf_mode"] == "chain+", name
+    for name in ("esp32dev", "esp32-s3-devkitc-1"):
+        assert "ESP32" in envs[name]["lib_deps"]
+    # emulator envs compile TFLM from $TFLM_DIR and take no library
+    assert all("lib_deps" not in envs[e] for e in ("qemu-m4", "qemu-m7", "qemu-m55"))
+    hint = (ROOT / "firmware/src/tflm_lib.cc").read_text()
+    assert "TINYPIPE_TFLM_LIB" in hint and "micro_interpreter.h" in hint

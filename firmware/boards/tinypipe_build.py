@@ -99,9 +99,16 @@ def _tflm(model_dir):
     """Compile TFLM (and CMSIS-NN when CMSIS_NN_DIR is set) from source trees into libraries."""
     root = os.environ.get("TFLM_DIR", "").strip()
     if not root:
-        if any("tflite" in d.lower() or "tflm" in d.lower()
-               for d in env.GetProjectOption("lib_deps", [])):  # noqa: F821
-            return  # a board env that takes TFLM from a PlatformIO library
+        libs = [d for d in env.GetProjectOption("lib_deps", [])  # noqa: F821
+                if "tflite" in d.lower() or "tensorflowlite" in d.lower()]
+        if libs:
+            # A board env that takes TFLM from a PlatformIO library: firmware/src/tflm_lib.cc
+            # makes the library finder pick it up (lib_ldf_mode = chain+ sees these defines).
+            # Its kernels are whatever the library was built with; HELLO names the library.
+            name = libs[0].split("#")[0].rstrip("/").split("/")[-1].removesuffix(".git")
+            env.Append(CPPDEFINES=["TINYPIPE_BACKEND_TFLM", "TINYPIPE_TFLM_LIB",  # noqa: F821
+                                   ("TINYPIPE_TFLM_LIB_NAME", f'\\"tflm+{name}\\"')])
+            return
         env.Exit("tinypipe: TFLM_DIR unset: point it at a tflite-micro source tree")  # noqa: F821
     root = os.path.abspath(root)
     if not os.path.isfile(os.path.join(root, "tensorflow/lite/micro/micro_interpreter.h")):

@@ -125,7 +125,9 @@ int infer_output_info(int i, infer_tensor_t *t) {
 
 /* "tflm" plus the kernel library, so HELLO tells which kernels produced the numbers. */
 const char *infer_backend(void) {
-#if defined(CMSIS_NN)
+#if defined(TINYPIPE_TFLM_LIB_NAME)  // TFLM from a board library, named by the build script
+    return TINYPIPE_TFLM_LIB_NAME;
+#elif defined(CMSIS_NN)
     return "tflm+cmsis-nn";
 #else
     return "tflm-reference";
