@@ -285,8 +285,13 @@ def run(config, out, overrides, epochs, alpha, data_path):
 @click.option("--alphas", default="0.25,0.35,0.5,0.75,1.0", show_default=True)
 @click.option("--resolutions", default="32,48,64,96", show_default=True)
 @click.option("--heads", default="0,256", show_default=True, help="Head widths (0 = none).")
+@click.option("--train-samples", type=int, help="Train candidates on a seeded subset of this "
+              "many training images (default: all).")
+@click.option("--start-epochs", type=int, default=2, show_default=True,
+              help="Epochs of the first round (doubled each round).")
 def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budget_ram,
-           budget_macs, minutes, families, alphas, resolutions, heads):
+           budget_macs, minutes, families, alphas, resolutions, heads, train_samples,
+           start_epochs):
     """Budget-first model search: measure every candidate exactly, train those that fit.
 
     \b
@@ -305,7 +310,8 @@ def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budge
         st.cfg.preprocess.channels, families or FAMILIES,
         [float(a) for a in alphas.split(",")], [int(r) for r in resolutions.split(",")],
         [int(h) or None for h in heads.split(",")])
-    res = run_search(st.cfg, budgets, minutes, out, cands, log=con.log)
+    res = run_search(st.cfg, budgets, minutes, out, cands, start_epochs=start_epochs,
+                     log=con.log, train_samples=train_samples)
     click.echo(f"candidates: {len(res.candidates)}, within budget: "
                f"{sum(c.fits for c in res.candidates)}")
     click.echo(f"best: {res.best.name if res.best else 'none'}"

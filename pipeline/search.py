@@ -145,25 +145,36 @@ class SearchResult:
     rounds: list[dict] = field(default_factory=list)
     best: Candidate | None = None
     seconds: float = 0.0
+    train_samples: int = 0  # training images each candidate saw per epoch
 
 
 def search(base: Config, budgets: dict[str, int], minutes: float, out_dir: str | Path,
            candidates: list[Candidate] | None = None, start_epochs: int = 2,
-           log: Callable[[str], None] = lambda s: None) -> SearchResult:
-    """Measure all candidates, then successive halving on the ones within budget."""
-    from pipeline.data import load_dataset
+           log: Callable[[str], None] = lambda s: None,
+           train_samples: int | None = None) -> SearchResult:
+    """Measure all candidates, then successive halving on the ones within budget.
+
+    `train_samples` trains the candidates on a seeded random subset of the training split
+    (validation stays whole), so a short search can rank more candidates."""
+    from pipeline.data import Dataset, load_dataset
 
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(base.data, base.preprocess)
+    if train_samples and train_samples < len(ds.x_train):
+        keep = np.sort(np.random.default_rng(base.data.seed).permutation(
+            len(ds.x_train))[:train_samples])
+        ds = Dataset(ds.x_train[keep], ds.y_train[keep], ds.x_val, ds.y_val, ds.x_test,
+                     ds.y_test, ds.class_names, ds.source, ds.digest)
+        log(f"training candidates on {train_samples:,} of the training images")
     cands = candidates or enumerate_candidates(base.preprocess.channels)
     calib = ds.x_train[np.random.default_rng(0).permutation(len(ds.x_train))[:16]]
     for i, c in enumerate(cands, 1):
         measure(c, base, calib, ds.num_classes, budgets)
         log(f"[{i}/{len(cands)}] {c.name}: MACs {c.macs or 0:,}, flash {c.flash_bytes or 0:,}, "
             f"RAM {c.ram_bytes or c.aot_ram_bytes or 0:,} -> {'fits' if c.fits else c.reason}")
-    res = SearchResult(cands, budgets)
+    res = SearchResult(cands, budgets, train_samples=len(ds.x_train))
     pool = sorted((c for c in cands if c.fits), key=lambda c: -(c.macs or 0))
     epochs = start_epochs
     deadline = t0 + minutes * 60
@@ -211,7 +222,8 @@ def write_outputs(res: SearchResult, out: Path) -> None:
     """search.json, search.md (table) and search.png (accuracy against each budget)."""
     rows = [dataclasses.asdict(c) | {"name": c.name} for c in res.candidates]
     (out / "search.json").write_text(json.dumps(
-        {"budgets": res.budgets, "rounds": res.rounds, "seconds": round(res.seconds, 1),
+        {"budgets": res.budgets, "train_samples": res.train_samples, "rounds": res.rounds,
+         "seconds": round(res.seconds, 1),
          "best": res.best.name if res.best else None, "candidates": rows}, indent=1))
     lines = ["| candidate | MACs | flash B | TFLM RAM B | AOT RAM B | fits | val acc | epochs |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
@@ -224,7 +236,9 @@ def write_outputs(res: SearchResult, out: Path) -> None:
     b = res.budgets
     head = (f"# Search\n\nBudgets: flash {b['flash']:,} B, RAM {b['ram']:,} B, MACs "
             f"{b['macs']:,}. Best: **{res.best.name if res.best else 'none'}**. "
-            f"{res.seconds / 60:.1f} min.\n\n![search](search.png)\n\n")
+            f"{res.seconds / 60:.1f} min; candidates trained on {res.train_samples:,} images "
+            f"(val acc = best validation accuracy after the epochs shown).\n\n"
+            f"![search](search.png)\n\n")
     (out / "search.md").write_text(head + "\n".join(lines) + "\n")
     _plot(res, out / "search.png")
 

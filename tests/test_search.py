@@ -25,7 +25,8 @@ def test_search_measures_filters_and_trains(tmp_path):
              Candidate("dense2_mobilenet", 0.25, 32, None),
              Candidate("mobilenet_v1", 1.0, 32, None)]
     budgets = {"flash": 200_000, "ram": 200_000, "macs": 5_000_000}
-    res = search(cfg, budgets, minutes=3, out_dir=tmp_path, candidates=cands, start_epochs=1)
+    res = search(cfg, budgets, minutes=3, out_dir=tmp_path, candidates=cands, start_epochs=1,
+                 train_samples=100)
     small, dense, big = res.candidates
     assert big.macs > budgets["macs"] and not big.fits and big.reason == "MACs"
     for c in (small, dense):
@@ -34,6 +35,7 @@ def test_search_measures_filters_and_trains(tmp_path):
         assert c.accuracy is not None and c.epochs_trained >= 1
     assert big.accuracy is None  # over budget: never trained
     data = json.loads((tmp_path / "search.json").read_text())
+    assert data["train_samples"] == 100  # the seeded subset, not the whole training split
     assert data["best"] in (small.name, dense.name)
     assert (tmp_path / "search.png").stat().st_size > 0
     assert "| mobilenet_v1-1-32 |" in (tmp_path / "search.md").read_text()
