@@ -1,0 +1,92 @@
+/* The port interface for QEMU's Arm MPS2/MPS3 boards: CMSDK UART0 for the link, the board's
+   25 MHz counter for time. Under `-icount shift=0` one instruction is 1 ns of virtual time, so
+   one counter tick is 40 instructions. Board files (qemu_mps2/, qemu_mps3_an547/) supply the
+   addresses and the counter (cmsdk_port.h). */
+#include "cmsdk_port.h"
+
+#include "../../src/port.h"
+#include "../cortex_m/cortex_m.h"
+
+#define INSNS_PER_TICK 40u
+
+#define UART_DATA CM_REG(cmsdk_board.uart_base + 0x00)
+#define UART_STATE CM_REG(cmsdk_board.uart_base + 0x04)
+#define UART_CTRL CM_REG(cmsdk_board.uart_base + 0x08)
+#define UART_INTCLEAR CM_REG(cmsdk_board.uart_base + 0x0C)
+#define UART_BAUDDIV CM_REG(cmsdk_board.uart_base + 0x10)
+#define STATE_TX_FULL 1u
+#define STATE_RX_FULL 2u
+#define CTRL_TX_RX 3u
+#define CTRL_RX_INTEN 8u
+
+static uint32_t baud = 115200;
+static uint8_t reason;
+
+void port_init(void) {
+    reason = cm_take_reset_reason();
+    __asm volatile("cpsid i"); /* interrupts only ever wake WFI, no handler runs */
+    UART_BAUDDIV = cmsdk_board.sysclk_hz / baud;
+    UART_CTRL = CTRL_TX_RX;
+    cm_nvic_enable(cmsdk_board.rx_irqs[0]);
+    cm_nvic_enable(cmsdk_board.rx_irqs[1]);
+    cmsdk_counter_init();
+}
+
+uint8_t port_reset_reason(void) { return reason; }
+
+int port_uart_read(void) {
+    return (UART_STATE & STATE_RX_FULL) ? (int)(UART_DATA & 0xFFu) : -1;
+}
+
+void port_idle(void) {
+    UART_CTRL = CTRL_TX_RX | CTRL_RX_INTEN;
+    if (!(UART_STATE & STATE_RX_FULL))
+        cm_sleep_until_irq(cmsdk_board.rx_irqs[0], cmsdk_board.sysclk_hz / 100u);
+    UART_CTRL = CTRL_TX_RX;
+    UART_INTCLEAR = 2u;
+    cm_nvic_clear(cmsdk_board.rx_irqs[0]);
+    cm_nvic_clear(cmsdk_board.rx_irqs[1]);
+}
+
+void port_uart_write(const uint8_t *buf, size_t n) {
+    while (n--) {
+        while (UART_STATE & STATE_TX_FULL) {
+        }
+        UART_DATA = *buf++;
+    }
+}
+
+void port_uart_flush(void) {
+    while (UART_STATE & STATE_TX_FULL) {
+    }
+}
+
+uint32_t port_uart_baud(void) { return baud; }
+uint32_t port_uart_max_baud(void) { return cmsdk_board.sysclk_hz / 16u; }
+
+int port_uart_set_baud(uint32_t b) {
+    if (b == 0 || b > port_uart_max_baud()) return -1;
+    baud = b;
+    UART_BAUDDIV = cmsdk_board.sysclk_hz / b;
+    return 0;
+}
+
+uint32_t port_counter(void) { return cmsdk_ticks() * INSNS_PER_TICK; }
+uint8_t port_counter_kind(void) { return PORT_COUNTER_INSTRUCTIONS; }
+
+uint32_t port_millis(void) {
+    static uint32_t last;
+    static uint64_t total; /* ticks since boot, immune to the 32-bit wrap */
+    uint32_t t = cmsdk_ticks();
+    total += (uint32_t)(t - last);
+    last = t;
+    return (uint32_t)(total / (cmsdk_board.sysclk_hz / 1000u));
+}
+
+const char *port_board_name(void) { return cmsdk_board.name; }
+uint32_t port_cpu_hz(void) { return cmsdk_board.sysclk_hz; }
+
+void port_reset(void) {
+    cm_set_next_reset_reason(PORT_RESET_SOFTWARE);
+    cm_system_reset();
+}
