@@ -227,7 +227,9 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     if filter_in_c != ic:
         return 0, 0
     kp = (taps * ic + 3) // 4 * 4
-    return 5 * kp, 2  # int16 patches of two pixels, then one int8 patch
+    # per output channel 16 bytes of requantization constants, int16 patches of four pixels,
+    # then one int8 patch
+    return 16 * oc + 9 * kp, 4
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

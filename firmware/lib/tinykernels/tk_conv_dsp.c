@@ -289,6 +289,260 @@ __attribute__((noinline)) static int pairs_fast_short(const tk_w32 *xs, const in
   return oc;
 }
 
+/* ---- Four-pixel blocks (small accumulators, right shifts 1..22) ----
+ *
+ * The patches of four output pixels are expanded to int16 pairs holding 2 * (input + offset),
+ * group by group (four k): [p0 lo, p0 hi, p1 lo, p1 hi, ..., p3 hi], lo = SXTB16 order k0/k2,
+ * hi = k1/k3. One output channel at a time, a filter word is sign-extended once (two SXTB16)
+ * and used by eight SMLAD against two LDM of patch words: 13 instructions per 16 MACs. The
+ * accumulators start at 2 * bias, so they hold 2 * acc and SMMULR(2 * acc, m) is TFLM's
+ * rounding doubling high multiply (|acc| < 2^30). The rounding right shift then adds
+ * 2^(right - 1) + (out_offset << right) (|sum| < 2^31 for right <= 22) and shifts once. */
+typedef struct {
+  int32_t bias2, mult, add, right;
+} tk_cq;
+
+/* Words of one pixel of a group in the four-pixel layout: lo at [0], hi at [1], stride 8. */
+static void expand4_b4(const int8_t *src, int n4, int32_t off2, tk_w32 *dst) {
+  int i;
+  for (i = 0; i < n4; ++i) {
+    const uint32_t w = *(const tk_u32u *)src;
+    const uint32_t lo = __sadd16(__sxtb16(w), (uint32_t)off2);
+    const uint32_t hi = __sadd16(__sxtb16(tk_ror8(w)), (uint32_t)off2);
+    src += 4;
+    dst[0] = (int32_t)__sadd16(lo, lo);
+    dst[1] = (int32_t)__sadd16(hi, hi);
+    dst += 8;
+  }
+}
+
+static void zero_b4(tk_w32 *dst, int n4) {
+  int i;
+  for (i = 0; i < n4; ++i, dst += 8) dst[0] = dst[1] = 0;
+}
+
+/* Patch of output pixel `px` into the four-pixel layout at dst (= base + 2 * slot). */
+static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *dst, int kp,
+                      int8_t *tmp, int32_t off2) {
+  const int oy = px / p->out_w, ox = px % p->out_w;
+  const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+  const int ic = p->in_c;
+  const int8_t zp = (int8_t)(-p->in_offset);
+  int ky, kx, k = 0, i;
+  if ((ic & 3) == 0) {
+    if (p->k_h == 1 && p->k_w == 1 && y0 >= 0 && x0 >= 0) {
+      expand4_b4(in + ((long)y0 * p->in_w + x0) * ic, ic >> 2, off2, dst);
+      return;
+    }
+    if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+      const int run = p->k_w * ic;
+      for (ky = 0; ky < p->k_h; ++ky, k += run) {
+        const int y = y0 + p->dil_h * ky;
+        if (y >= 0 && y < p->in_h) {
+          expand4_b4(in + ((long)y * p->in_w + x0) * ic, run >> 2, off2, dst + 2 * k);
+        } else {
+          zero_b4(dst + 2 * k, run >> 2);
+        }
+      }
+      return;
+    }
+    for (ky = 0; ky < p->k_h; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      for (kx = 0; kx < p->k_w; ++kx, k += ic) {
+        const int x = x0 + p->dil_w * kx;
+        if (y >= 0 && y < p->in_h && x >= 0 && x < p->in_w) {
+          expand4_b4(in + ((long)y * p->in_w + x) * ic, ic >> 2, off2, dst + 2 * k);
+        } else {
+          zero_b4(dst + 2 * k, ic >> 2);
+        }
+      }
+    }
+    return;
+  }
+  /* Channel counts like 3 (the first layer): gather the patch bytes, pad with the zero point. */
+  if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+    const int run = p->k_w * ic;
+    for (ky = 0; ky < p->k_h; ++ky, k += run) {
+      const int y = y0 + p->dil_h * ky;
+      if (y >= 0 && y < p->in_h) {
+        const int8_t *ip = in + ((long)y * p->in_w + x0) * ic;
+        for (i = 0; i + 4 <= run; i += 4) {
+          *(tk_u32u *)(void *)(tmp + k + i) = *(const tk_u32u *)(const void *)(ip + i);
+        }
+        for (; i < run; ++i) tmp[k + i] = ip[i];
+      } else {
+        for (i = 0; i < run; ++i) tmp[k + i] = zp;
+      }
+    }
+  } else {
+    for (ky = 0; ky < p->k_h; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      for (kx = 0; kx < p->k_w; ++kx, k += ic) {
+        const int x = x0 + p->dil_w * kx;
+        const int inside = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w;
+        const int8_t *ip = in + ((long)y * p->in_w + x) * ic;
+        for (i = 0; i < ic; ++i) tmp[k + i] = inside ? ip[i] : zp;
+      }
+    }
+  }
+  for (; k < kp; ++k) tmp[k] = zp;
+  expand4_b4(tmp, kp >> 2, off2, dst);
+}
+
+/* n groups of four k for one filter row against the four pixels: acc_p += row . patch_p. */
+#define TK_B4_GROUP                                   \
+  "ldr r9, [r10], #4\n\t"                             \
+  "ldm r11!, {r4, r5, r6, r8}\n\t"                    \
+  "sxtb16 r12, r9\n\t"                                \
+  "sxtb16 r9, r9, ror #8\n\t"                         \
+  "smlad r0, r4, r12, r0\n\t"                         \
+  "smlad r0, r5, r9, r0\n\t"                          \
+  "smlad r1, r6, r12, r1\n\t"                         \
+  "smlad r1, r8, r9, r1\n\t"                          \
+  "ldm r11!, {r4, r5, r6, r8}\n\t"                    \
+  "smlad r2, r4, r12, r2\n\t"                         \
+  "smlad r2, r5, r9, r2\n\t"                          \
+  "smlad r3, r6, r12, r3\n\t"                         \
+  "smlad r3, r8, r9, r3\n\t"
+
+static inline int8_t cq_out(int32_t acc2, int32_t m, int32_t add, int32_t right, int sat8,
+                            int32_t lo, int32_t hi) {
+  int32_t v = tk_smmulr(acc2, m);
+  v = (v - (int32_t)((uint32_t)v >> 31) + add) >> right;
+  if (sat8) return (int8_t)__ssat(v, 8);
+  v = v < lo ? lo : v;
+  return (int8_t)(v > hi ? hi : v);
+}
+
+/* All output channels of one block of four pixels (`valid` of them stored). */
+__attribute__((always_inline)) static inline void block4_body(const tk_w32 *xs, const int8_t *filter, int k, const tk_cq *q,
+                               int oc_n, int8_t *o, int valid, int sat8, int32_t lo,
+                               int32_t hi) {
+  const int kt = k & 3, g_all = (k + 3) >> 2;
+  int oc;
+  for (oc = 0; oc < oc_n; ++oc, ++q, ++o) {
+    const int8_t *wrow = filter + (long)oc * k;
+    /* The patch is zero from k to kp, so the last partial word may read on into the next
+     * filter row, except in the very last row. */
+    const int last_tail = kt && oc + 1 == oc_n;
+    int32_t s0, s1, s2, s3;
+    {
+      register int32_t a0 __asm("r0") = q->bias2;
+      register int32_t a1 __asm("r1") = a0;
+      register int32_t a2 __asm("r2") = a0;
+      register int32_t a3 __asm("r3") = a0;
+      register const int8_t *w __asm("r10") = wrow;
+      register const tk_w32 *x __asm("r11") = xs;
+      register int n __asm("lr") = last_tail ? k >> 2 : g_all;
+      register uint32_t x0 __asm("r4"), x1 __asm("r5"), x2 __asm("r6"), x3 __asm("r8");
+      register uint32_t u __asm("r9"), t __asm("r12");
+      __asm volatile(
+          "tst %[n], #1\n\t"
+          "beq 2f\n\t"
+          TK_B4_GROUP
+          "2:\n\t"
+          "lsrs %[n], %[n], #1\n\t"
+          "beq 3f\n\t"
+          "1:\n\t"
+          TK_B4_GROUP
+          TK_B4_GROUP
+          "subs %[n], %[n], #1\n\t"
+          "bne 1b\n\t"
+          "3:\n\t"
+          : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), [w] "+r"(w), [x] "+r"(x), [n] "+r"(n),
+            "=&r"(x0), "=&r"(x1), "=&r"(x2), "=&r"(x3), "=&r"(u), "=&r"(t)
+          :
+          : "cc", "memory");
+      s0 = a0;
+      s1 = a1;
+      s2 = a2;
+      s3 = a3;
+      if (last_tail) {
+        const uint32_t wt = tail_word(w, kt);
+        const int32_t l = (int32_t)__sxtb16(wt), h = (int32_t)__sxtb16(tk_ror8(wt));
+        s0 = __smlad(x[0], l, __smlad(x[1], h, s0));
+        s1 = __smlad(x[2], l, __smlad(x[3], h, s1));
+        s2 = __smlad(x[4], l, __smlad(x[5], h, s2));
+        s3 = __smlad(x[6], l, __smlad(x[7], h, s3));
+      }
+    }
+    {
+      const int32_t m = q->mult, add = q->add, right = q->right;
+      o[0] = cq_out(s0, m, add, right, sat8, lo, hi);
+      if (valid > 1) o[oc_n] = cq_out(s1, m, add, right, sat8, lo, hi);
+      if (valid > 2) o[2 * oc_n] = cq_out(s2, m, add, right, sat8, lo, hi);
+      if (valid > 3) o[3 * oc_n] = cq_out(s3, m, add, right, sat8, lo, hi);
+    }
+  }
+}
+#undef TK_B4_GROUP
+
+__attribute__((noinline)) static void block4_sat(const tk_w32 *xs, const int8_t *filter, int k,
+                                                 const tk_cq *q, int oc_n, int8_t *o) {
+  block4_body(xs, filter, k, q, oc_n, o, 4, 1, -128, 127);
+}
+
+__attribute__((noinline)) static void block4_clamp(const tk_w32 *xs, const int8_t *filter,
+                                                   int k, const tk_cq *q, int oc_n, int8_t *o,
+                                                   int32_t lo, int32_t hi) {
+  block4_body(xs, filter, k, q, oc_n, o, 4, 0, lo, hi);
+}
+
+__attribute__((noinline)) static void block4_part(const tk_w32 *xs, const int8_t *filter, int k,
+                                                  const tk_cq *q, int oc_n, int8_t *o,
+                                                  int valid, int32_t lo, int32_t hi) {
+  block4_body(xs, filter, k, q, oc_n, o, valid, 0, lo, hi);
+}
+
+/* Whether the four-pixel path applies; fills the per-channel table if so. */
+static int conv_b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *q) {
+  int oc;
+  if (!p->small_acc || p->scratch_px < 4) return 0;
+  for (oc = 0; oc < p->out_c; ++oc) {
+    if (p->shift[oc] > -1 || p->shift[oc] < -22 || p->mult[oc] < 0) return 0;
+  }
+  for (oc = 0; oc < p->out_c; ++oc) {
+    const int32_t right = -p->shift[oc];
+    q[oc].bias2 = (int32_t)(2u * (uint32_t)(bias ? bias[oc] : 0));
+    q[oc].mult = p->mult[oc];
+    q[oc].add = (int32_t)(((uint32_t)1 << (right - 1)) + ((uint32_t)p->out_offset << right));
+    q[oc].right = right;
+  }
+  return 1;
+}
+
+static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                    const tk_cq *q, tk_w32 *xs, int8_t *out) {
+  const int k = p->k_h * p->k_w * p->in_c;
+  const int kp = (k + 3) & ~3;
+  const int npx = p->out_h * p->out_w;
+  const int oc_n = p->out_c;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  const int sat8 = lo == -128 && hi == 127;
+  const int32_t off2 = (int32_t)(((uint32_t)(p->in_offset & 0xFFFF) << 16) |
+                                 (uint32_t)(p->in_offset & 0xFFFF));
+  int8_t *tmp = (int8_t *)(void *)(xs + 2 * kp);
+  int b, px, j;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
+    int8_t *bout = out + (long)b * npx * oc_n;
+    for (px = 0; px < npx; px += 4) {
+      const int valid = npx - px < 4 ? npx - px : 4;
+      int8_t *o = bout + (long)px * oc_n;
+      for (j = 0; j < 4; ++j) {
+        im2col_b4(p, bin, j < valid ? px + j : px, xs + 2 * j, kp, tmp, off2);
+      }
+      if (valid < 4) {
+        block4_part(xs, filter, k, q, oc_n, o, valid, lo, hi);
+      } else if (sat8) {
+        block4_sat(xs, filter, k, q, oc_n, o);
+      } else {
+        block4_clamp(xs, filter, k, q, oc_n, o, lo, hi);
+      }
+    }
+  }
+}
+
 /* Convolution: per pair of output pixels, the two patches are expanded once to int16 pairs
  * (input offset added); then for every pair of output channels the int8 filter rows are read a
  * word at a time, sign-extended with SXTB16 and multiplied with SMLAD, 2 pixels x 2 channels.
@@ -301,12 +555,18 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
   const int npx = p->out_h * p->out_w;
   const int oc_n = p->out_c;
   const int small = p->small_acc;
-  tk_w32 *xs = (tk_w32 *)p->scratch;
+  tk_cq *cq = (tk_cq *)(void *)p->scratch;
+  tk_w32 *xs;
   int8_t *tmp;
   const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
   int b, px, oc, i, fast = 1;
-  if (p->filter_in_c != p->in_c || !p->scratch || p->scratch_px < 2) {
+  if (p->filter_in_c != p->in_c || !p->scratch || p->scratch_px < 4) {
     tk_conv2d_s8_ref(p, in, filter, bias, out);
+    return;
+  }
+  xs = (tk_w32 *)(void *)(cq + oc_n);
+  if (conv_b4_prepare(p, bias, cq)) {
+    conv_b4(p, in, filter, cq, xs, out);
     return;
   }
   for (oc = 0; oc < oc_n; ++oc) {
