@@ -34,7 +34,8 @@ class TflmResult:
     log: str = ""
 
 
-def _model_bytes(model: bytes | str | Path) -> tuple[bytes, str]:
+def read_model(model: bytes | str | Path) -> tuple[bytes, str]:
+    """A model as (bytes, name for messages); an unreadable file is a one-line ModelError."""
     if isinstance(model, (bytes, bytearray)):
         return bytes(model), "<model bytes>"
     path = Path(model)
@@ -62,7 +63,7 @@ def run_tflm(
     Returns:
         TflmResult with outputs shaped (N, *tensor_shape_without_batch_1).
     """
-    data, name = _model_bytes(model)
+    data, name = read_model(model)
     if inputs is None:
         inputs = []
     elif isinstance(inputs, np.ndarray):

@@ -19,6 +19,7 @@ from pipeline.aot.graph import Graph, load_graph
 from pipeline.aot.ops import Kernel, Unsupported, lower
 from pipeline.aot.planner import Step, plan
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
+from pipeline.tflm import read_model
 
 __all__ = ["AotResult", "export_aot", "check_supported", "KERNELS_DIR"]
 
@@ -38,16 +39,6 @@ class AotResult:
     weights_bytes: int
     ops: list[str] = field(default_factory=list)      # op names in execution order
     kernels: list[str] = field(default_factory=list)  # tinykernels sources used (tk_conv, ...)
-
-
-def _read(model: bytes | str | Path) -> tuple[bytes, str]:
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model), "<model bytes>"
-    path = Path(model)
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
 
 
 def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
@@ -74,7 +65,7 @@ def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
 
 def check_supported(model: bytes | str | Path) -> None:
     """Raise UnsupportedOpError (one line, naming op, index and model) unless fully supported."""
-    data, name = _read(model)
+    data, name = read_model(model)
     _lower_all(load_graph(data, name))
 
 
@@ -129,7 +120,7 @@ def export_aot(model: bytes | str | Path, out_dir: str | Path, prefix: str = "tp
     """Compile `model` to C in `out_dir` (created or updated; nothing is written on failure)."""
     if not _IDENT.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: must be a C identifier")
-    data, name = _read(model)
+    data, name = read_model(model)
     g = load_graph(data, name)
     kernels = _lower_all(g)
     model_hash = hashlib.sha256(data).hexdigest()[:16]
