@@ -222,7 +222,9 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     if depthwise:
         if dm != 1 or taps > DW_MAX_TAPS:
             return 0, 0
-        words = 4 * oc + (oc + 3) // 4  # per channel bias/mult/half/shift, zero-point row
+        # per channel bias/mult/rounding/shift, int16 weights of every tap, zero-point row of
+        # three pixels
+        words = 4 * oc + (taps * oc + 1) // 2 + (3 * oc + 3) // 4
         return 4 * words, words
     if filter_in_c != ic:
         return 0, 0
