@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, ModelError
 
-BACKENDS = ("aot",)
+BACKENDS = ("aot", "tflm", "both")
 _FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
 
 
@@ -69,6 +69,103 @@ class BenchResult:
         return asdict(self)
 
 
+@dataclass
+class FirmwareBench:
+    """One backend measured in the real firmware (app + protocol + port), through the link."""
+
+    backend: str                      # as built: "aot" or "tflm"
+    kernels: str                      # what the board reports in HELLO (aot, tflm+cmsis-nn, ...)
+    instructions_per_inference: int   # mean of the board's counter over the samples
+    arena_bytes: int                  # HELLO: the AOT static arena / TFLM arena_used_bytes()
+    flash_bytes: int                  # firmware ELF
+    samples: int
+    bit_exact_vs_host: int            # samples whose outputs equal the host interpreter's
+
+
+@dataclass
+class Comparison:
+    """The same model and samples on several backends, all checked against the host."""
+
+    model: str
+    env: str
+    macs: int
+    runs: list[FirmwareBench]
+    backends_identical: bool          # every backend produced the same output bytes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def firmware_bench(model: str | Path, env: str, backend: str, samples: int = 8, seed: int = 0,
+                   work_dir: str | Path | None = None) -> tuple[FirmwareBench, list]:
+    """Build the firmware with `backend`, run `samples` random inputs through it in QEMU, and
+    return the measurement with the raw outputs (to compare backends)."""
+    import json
+
+    from pipeline.aot.graph import load_graph
+    from pipeline.hil.build import build_firmware
+    from pipeline.hil.runner import run_hil
+    from pipeline.tflm import read_model
+
+    data, name = read_model(model)
+    graph = load_graph(data, name)
+    if len(graph.inputs) != 1:
+        raise ModelError(f"{name}: firmware bench takes models with one input")
+    blob = b"".join(_input_blob(graph, seed + i) for i in range(samples))
+    t = graph.tensors[graph.inputs[0]]
+    dtype = np.int8 if t.dtype == "int8" else np.float32
+    x = np.frombuffer(blob, dtype=dtype).reshape((samples, *t.shape[1:]))
+    own = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="tinypipe-fwbench-")) if own else Path(work_dir)
+    try:
+        elf = build_firmware(env, data, backend=backend, out=work / backend / "firmware")
+        summary = run_hil(env, data, samples=x, out_dir=work / backend, flash=True, elf=elf,
+                          backend=backend)
+        report = json.loads((work / backend / "hil.json").read_text())
+        flash = flash_bytes(elf)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    dev = report["device"]
+    counter = summary["counter"]
+    return FirmwareBench(
+        backend=backend, kernels=dev.get("backend", backend),
+        instructions_per_inference=round(summary["latency"][counter]["mean"]),
+        arena_bytes=int(dev.get("arena_bytes") or 0), flash_bytes=flash, samples=samples,
+        bit_exact_vs_host=int(summary.get("bit_exact", 0)),
+    ), [r.get("outputs", [r["output"]]) for r in report["samples"]]
+
+
+def compare_backends(model: str | Path, env: str, backends=("aot", "tflm"), samples: int = 8,
+                     seed: int = 0, work_dir: str | Path | None = None) -> Comparison:
+    """`firmware_bench` for each backend on the same samples; are the outputs identical?"""
+    from pipeline.profile import profile_tflite
+
+    runs, outputs = [], []
+    for b in backends:
+        fb, outs = firmware_bench(model, env, b, samples, seed,
+                                  None if work_dir is None else Path(work_dir) / b)
+        runs.append(fb)
+        outputs.append(outs)
+    macs = profile_tflite(model, measure_arena=False).macs
+    return Comparison(model=str(model), env=env, macs=macs, runs=runs,
+                      backends_identical=all(o == outputs[0] for o in outputs[1:]))
+
+
+def format_comparison(c: Comparison) -> str:
+    """Side-by-side table of the backends."""
+    lines = [f"{c.model} on {c.env}: firmware per backend, {c.runs[0].samples} random inputs",
+             f"{'backend':<8} {'kernels':<22} {'instr/inference':>16} {'MAC/instr':>9} "
+             f"{'arena B':>10} {'flash B':>10} {'= host':>8}"]
+    for r in c.runs:
+        lines.append(f"{r.backend:<8} {r.kernels:<22} {r.instructions_per_inference:>16,} "
+                     f"{c.macs / max(r.instructions_per_inference, 1):>9.3f} "
+                     f"{r.arena_bytes:>10,} {r.flash_bytes:>10,} "
+                     f"{r.bit_exact_vs_host:>4}/{r.samples:<3}")
+    lines.append(f"outputs identical across backends: {'yes' if c.backends_identical else 'NO'}")
+    return "\n".join(lines)
+
+
 def flash_bytes(elf: Path) -> int:
     """Bytes the ELF places in flash: vectors, code, constants and the .data load image."""
     from elftools.elf.elffile import ELFFile
@@ -111,8 +208,9 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
     from pipeline.aot.graph import load_graph
     from pipeline.profile import profile_tflite
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend}: bench supports {', '.join(BACKENDS)}")
+    if backend != "aot":
+        raise ConfigError(f"--backend {backend}: the kernel bench is for aot; use "
+                          "compare_backends for tflm")
     e = get_env(env)
     path = Path(model)
     try:

@@ -17,26 +17,50 @@ COMMANDS = ("bench",)
               help="int8 .tflite model")
 @click.option("--env", default="qemu-m4", show_default=True, type=click.Choice(sorted(ENVS)),
               help="QEMU machine to measure on")
-@click.option("--backend", default="aot", show_default=True, type=click.Choice(["aot"]),
-              help="inference backend")
+@click.option("--backend", default="aot", show_default=True,
+              type=click.Choice(["aot", "tflm", "both"]),
+              help="aot: per-layer kernel bench (DSP vs reference kernels); tflm: the TFLM "
+                   "firmware (needs TFLM_DIR); both: the kernel bench, then AOT and TFLM "
+                   "firmware side by side on the same inputs")
+@click.option("--samples", type=int, default=8, show_default=True,
+              help="random inputs per firmware run (tflm, both)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="also write the full result as JSON")
 @click.option("--top", type=int, default=None, help="only the N most expensive layers")
-def bench(model: str, env: str, backend: str, json_out: str | None, top: int | None) -> None:
+def bench(model: str, env: str, backend: str, samples: int, json_out: str | None,
+          top: int | None) -> None:
     """Instructions per inference (per layer and total), MACs/instruction, arena and flash.
 
-    Builds the DSP kernels and the portable reference kernels side by side and runs both under
-    QEMU with -icount shift=0, so latency is counted in instructions.
+    The AOT bench builds the DSP kernels and the portable reference kernels side by side and
+    runs both under QEMU with -icount shift=0, so latency is counted in instructions. The
+    firmware runs (tflm, both) build the real firmware per backend and stream the same inputs
+    through it, checking every output against the host interpreter and across backends.
 
     \b
-    Example:
-      tinypipe bench --model runs/demo/model_int8.tflite --env qemu-m4 --json bench.json
+    Examples:
+      tinypipe bench --model runs/demo/model.tflite --env qemu-m4 --json bench.json
+      TFLM_DIR=~/src/tflite-micro tinypipe bench --model m.tflite --backend both
     """
     from pipeline.bench import bench as run_bench
-    from pipeline.bench import format_table
+    from pipeline.bench import compare_backends, format_comparison, format_table
 
-    res = run_bench(model, env=env, backend=backend)
-    click.echo(format_table(res, top=top))
+    result: dict = {}
+    if backend in ("aot", "both"):
+        res = run_bench(model, env=env, backend="aot")
+        click.echo(format_table(res, top=top))
+        result = res.to_dict()
+    if backend in ("tflm", "both"):
+        cmp = compare_backends(model, env, ("aot", "tflm") if backend == "both" else ("tflm",),
+                               samples=samples)
+        if result:
+            click.echo("")
+        click.echo(format_comparison(cmp))
+        result["firmware"] = cmp.to_dict()
+        if backend == "tflm":
+            t = cmp.runs[0]
+            result |= {"model": model, "env": env, "backend": "tflm", "macs": cmp.macs,
+                       "instructions_per_inference": t.instructions_per_inference,
+                       "arena_bytes": t.arena_bytes, "flash_bytes": t.flash_bytes}
     if json_out:
-        Path(json_out).write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
         click.echo(f"JSON written to {json_out}")
