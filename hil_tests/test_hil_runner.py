@@ -31,6 +31,14 @@ def test_run_hil_accuracy_equals_host(env: str, model_path: Path, firmware: Path
     assert summary["bit_exact_rate"] == 1.0
     assert summary["accuracy"] == summary["host_accuracy"] == pytest.approx(2 / 3, abs=0.05)
     assert summary["latency"][summary["counter"]]["mean"] > 0
+    # link accounting: every input and output crossed the wire, plus framing
+    link = summary["link"]
+    out_bytes = reference[0].nbytes
+    assert link["payload_bytes"] == len(samples) * (samples[0].nbytes + out_bytes)
+    assert link["bytes_out"] > len(samples) * samples[0].nbytes
+    assert link["bytes_in"] > len(samples) * out_bytes
+    assert 0.5 < link["efficiency"] < 1.0
+    assert (link["utilisation"] is None) == str(given or "socket://").startswith("socket://")
     report = json.loads((tmp_path / "hil.json").read_text())
     assert [s["index"] for s in report["samples"]] == list(range(len(samples)))
     assert {"index", "output", "label", "prediction", summary["counter"]} <= \

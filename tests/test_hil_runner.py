@@ -116,3 +116,13 @@ def test_board_registry() -> None:
     ini = (Path(__file__).resolve().parents[1] / "platformio.ini").read_text()
     for env in BOARDS:
         assert f"[env:{env}]" in ini
+
+
+def test_link_usage() -> None:
+    from pipeline.hil.stats import link_usage
+
+    u = link_usage(1100, 200, 1000, 100, 1.0, None)
+    assert u["efficiency"] == pytest.approx(1100 / 1300) and u["utilisation"] is None
+    # 8N1: 921600 baud moves 92,160 bytes/s; the busier direction sets the use
+    u = link_usage(73_728, 9_000, 70_000, 8_000, 1.0, 921_600)
+    assert u["utilisation"] == pytest.approx(0.8)

@@ -31,6 +31,8 @@ class LinkStats:
     torn: int = 0      # answers that arrived with a bad CRC (resent at once)
     nak_crc: int = 0   # requests the device saw with a bad CRC (resent at once)
     boots: int = 0
+    bytes_out: int = 0  # on the wire, host -> device (frames, resends, garbage injected)
+    bytes_in: int = 0   # on the wire, device -> host
 
 
 @dataclass
@@ -88,13 +90,16 @@ class Link:
         try:
             assert self._ser is not None, "link not open"
             self._ser.write(data)
+            self.stats.bytes_out += len(data)
         except (serial.SerialException, OSError) as e:
             raise DeviceError(f"{self.url}: link lost while writing ({e})") from None
 
     def _read(self) -> bytes:
         try:
             assert self._ser is not None, "link not open"
-            return self._ser.read(max(1, self._ser.in_waiting or 1))
+            data = self._ser.read(max(1, self._ser.in_waiting or 1))
+            self.stats.bytes_in += len(data)
+            return data
         except (serial.SerialException, OSError) as e:
             raise DeviceError(f"{self.url}: link lost while reading ({e})") from None
 

@@ -31,6 +31,14 @@ def _md(summary: dict, device: dict) -> str:
             f"p50 {ms['p50']:.3f}, p99 {ms['p99']:.3f}"] if ms else []),
         f"- throughput over the link: {summary['throughput_sps']:.1f} samples/s",
     ]
+    link = summary.get("link")
+    if link:
+        use = link["utilisation"]
+        lines.append(
+            f"- link: {link['bytes_out']:,} B out, {link['bytes_in']:,} B in; "
+            f"{100 * link['efficiency']:.1f} % of it inputs and outputs; "
+            + (f"{100 * use:.1f} % of the UART's raw rate" if use is not None
+               else "emulated link (no baud limit)"))
     if summary.get("confusion_matrix"):
         cm = summary["confusion_matrix"]
         lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",

@@ -18,7 +18,7 @@ from pipeline.hil.devices import find_port
 from pipeline.hil.emulator import Emulator
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
-from pipeline.hil.stats import summarize
+from pipeline.hil.stats import link_usage, summarize
 
 # progress(done, total, message)
 Progress = Callable[[int, int, str], None]
@@ -169,6 +169,7 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
         if spec.fast_baud and info.max_baud >= spec.fast_baud:
             link.set_baud(spec.fast_baud)
         t0 = time.monotonic()
+        wire0 = (link.stats.bytes_out, link.stats.bytes_in)
         lost: DeviceError | None = None
         stopped = False
         try:
@@ -183,6 +184,11 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
         device["link_stats"] = asdict(link.stats)
         summary = summarize(records, reference, labels, info.counter_kind, info.cpu_hz, wall,
                             len(x))
+        real_uart = not str(link.url).startswith(("socket://", "rfc2217://", "loop://"))
+        summary["link"] = link_usage(
+            link.stats.bytes_out - wire0[0], link.stats.bytes_in - wire0[1],
+            len(records) * x[0].nbytes, len(records) * sum(t.bytes for t in info.outputs),
+            wall, link.baud if real_uart else None)
         write_report(out_dir, records, summary, device)
         if stopped:
             raise KeyboardInterrupt

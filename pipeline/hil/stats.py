@@ -69,3 +69,19 @@ def summarize(records: list[dict], reference: np.ndarray | None, labels: np.ndar
     out["wall_seconds"] = wall_s
     out["throughput_sps"] = n / wall_s if wall_s > 0 else 0.0
     return out
+
+
+def link_usage(bytes_out: int, bytes_in: int, payload_out: int, payload_in: int, wall_s: float,
+               baud: int | None) -> dict:
+    """How well the stream used the link.
+
+    efficiency: input + output bytes over all bytes on the wire (framing, CRCs, HELLO, resends).
+    utilisation: the busier direction's wire bytes per second over the UART's raw rate
+    (baud / 10 for 8N1); None for an emulated link (a socket has no baud limit)."""
+    wire = bytes_out + bytes_in
+    out = {"bytes_out": bytes_out, "bytes_in": bytes_in, "payload_bytes": payload_out + payload_in,
+           "efficiency": (payload_out + payload_in) / wire if wire else 0.0,
+           "wire_bytes_per_s": wire / wall_s if wall_s > 0 else 0.0, "utilisation": None}
+    if baud and wall_s > 0:
+        out["utilisation"] = max(bytes_out, bytes_in) / wall_s / (baud / 10)
+    return out
