@@ -297,23 +297,44 @@ __attribute__((noinline)) static int pairs_fast_short(const tk_w32 *xs, const in
  * and used by eight SMLAD against two LDM of patch words: 13 instructions per 16 MACs. The
  * accumulators start at 2 * bias, so they hold 2 * acc and SMMULR(2 * acc, m) is TFLM's
  * rounding doubling high multiply (|acc| < 2^30). The rounding right shift then adds
- * 2^(right - 1) + (out_offset << right) (|sum| < 2^31 for right <= 22) and shifts once. */
+ * 2^(right - 1) + (out_offset << right) (|sum| < 2^31 for right <= 22, added by SMMLAR) and
+ * shifts once; its round-half-away-from-zero correction (- [v < 0]) uses the sign of acc,
+ * which equals the sign of v except when v = 0, where it does not change the result. */
 typedef struct {
   int32_t bias2, mult, add, right;
 } tk_cq;
 
 /* Words of one pixel of a group in the four-pixel layout: lo at [0], hi at [1], stride 8. */
 static void expand4_b4(const int8_t *src, int n4, int32_t off2, tk_w32 *dst) {
-  int i;
-  for (i = 0; i < n4; ++i) {
-    const uint32_t w = *(const tk_u32u *)src;
-    const uint32_t lo = __sadd16(__sxtb16(w), (uint32_t)off2);
-    const uint32_t hi = __sadd16(__sxtb16(tk_ror8(w)), (uint32_t)off2);
-    src += 4;
-    dst[0] = (int32_t)__sadd16(lo, lo);
-    dst[1] = (int32_t)__sadd16(hi, hi);
-    dst += 8;
-  }
+  /* 2 * (x + off) = (2 * off + x) + x per halfword: two SXTAB16 per pair of values. */
+  const uint32_t o2 = __sadd16((uint32_t)off2, (uint32_t)off2);
+  uint32_t w, lo, hi;
+  if (n4 <= 0) return;
+#define TK_EXP_ONE                              \
+  "ldr %[w], [%[s]], #4\n\t"                  \
+  "sxtab16 %[lo], %[o], %[w]\n\t"             \
+  "sxtab16 %[hi], %[o], %[w], ror #8\n\t"     \
+  "sxtab16 %[lo], %[lo], %[w]\n\t"            \
+  "sxtab16 %[hi], %[hi], %[w], ror #8\n\t"    \
+  "strd %[lo], %[hi], [%[d]], #32\n\t"
+  __asm volatile(
+      "tst %[n], #1\n\t"
+      "beq 2f\n\t"
+      TK_EXP_ONE
+      "2:\n\t"
+      "lsrs %[n], %[n], #1\n\t"
+      "beq 3f\n"
+      "1:\n\t"
+      TK_EXP_ONE
+      TK_EXP_ONE
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n"
+      "3:\n"
+      : [s] "+r"(src), [d] "+r"(dst), [n] "+r"(n4), [w] "=&r"(w), [lo] "=&r"(lo),
+        [hi] "=&r"(hi)
+      : [o] "r"(o2)
+      : "cc", "memory");
+#undef TK_EXP_ONE
 }
 
 static void zero_b4(tk_w32 *dst, int n4) {
@@ -412,11 +433,10 @@ void tk_conv_b4_sat(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8
                     int pairs);
 
 #define TK_B4_RQ(r)                      \
-  "smmulr " r ", " r ", r4\n\t"          \
-  "sub " r ", " r ", " r ", lsr #31\n\t" \
-  "add " r ", " r ", r5\n\t"             \
-  "asr " r ", " r ", r6\n\t"             \
-  "ssat " r ", #8, " r "\n\t"
+  "smmlar r12, " r ", r4, r5\n\t"        \
+  "sub r12, r12, " r ", lsr #31\n\t"     \
+  "asr r12, r12, r6\n\t"                 \
+  "ssat " r ", #8, r12\n\t"
 
 __asm(
     ".pushsection .text.tk_conv_b4_sat,\"ax\",%progbits\n\t"
@@ -474,8 +494,9 @@ __asm(
 
 static inline int8_t cq_out(int32_t acc2, int32_t m, int32_t add, int32_t right, int sat8,
                             int32_t lo, int32_t hi) {
-  int32_t v = tk_smmulr(acc2, m);
-  v = (v - (int32_t)((uint32_t)v >> 31) + add) >> right;
+  int32_t v;
+  __asm("smmlar %0, %1, %2, %3" : "=r"(v) : "r"(acc2), "r"(m), "r"(add));
+  v = (v - (int32_t)((uint32_t)acc2 >> 31)) >> right;
   if (sat8) return (int8_t)__ssat(v, 8);
   v = v < lo ? lo : v;
   return (int8_t)(v > hi ? hi : v);
@@ -783,11 +804,10 @@ void tk_dw3x3_sat_pixel(const int8_t *const *rows, int32_t cn4, const int32_t *g
 #define TK_DW_ROW(r) TK_DW_TAP("[" r "], #4") TK_DW_TAP("[" r ", r7]") TK_DW_TAP("[" r ", r8]")
 #define TK_DW_RQ(r)                      \
   "ldm r9!, {r10, r11, r12}\n\t"         \
-  "smmulr " r ", " r ", r10\n\t"         \
-  "sub " r ", " r ", " r ", lsr #31\n\t" \
-  "add " r ", " r ", r11\n\t"            \
-  "asr " r ", " r ", r12\n\t"            \
-  "ssat " r ", #8, " r "\n\t"
+  "smmlar lr, " r ", r10, r11\n\t"       \
+  "sub lr, lr, " r ", lsr #31\n\t"       \
+  "asr lr, lr, r12\n\t"                  \
+  "ssat " r ", #8, lr\n\t"
 
 __asm(
     ".pushsection .text.tk_dw3x3_sat_pixel,\"ax\",%progbits\n\t"
