@@ -786,12 +786,20 @@ __attribute__((noinline)) static void dw4_pixel_any(const int8_t *const *ptr, in
   dw4_pixel_body(ptr, taps, c_n, g, o, 0, lo, hi);
 }
 
-/* 3x3, dilation 1 along x, activation range [-128, 127]: all channels of one output pixel.
- * rows: the three input rows at the window's first column (or the zero-point row); cn4 = c_n - 4;
- * g: the group blocks; groups = c_n / 4. One group per loop: 107 instructions for 36 MACs. */
-void tk_dw3x3_sat_pixel(const int8_t *const *rows, int32_t cn4, const int32_t *g, int8_t *o,
-                        int groups);
+/* 3x3, dilation 1 along x, activation range [-128, 127]: all channels of npx output pixels of
+ * one row. r0..r2: the three input rows at the first window's first column (or a row of zero
+ * points); cn4 = c_n - 4; g: the group blocks; groups = c_n / 4; adv: bytes from the end of one
+ * window's first column to the next window (stride - 1 pixels). One group per inner loop: 107
+ * instructions for 36 MACs. */
+typedef struct {
+  const int8_t *r0, *r1, *r2;
+  int32_t cn4;
+  const int32_t *g;
+  int8_t *o;
+  int32_t groups, npx, adv;
+} tk_dw_run;
 
+void tk_dw3x3_sat_run(const tk_dw_run *a);
 #define TK_DW_TAP(addr)                  \
   "ldr r12, " addr "\n\t"                \
   "ldrd r10, r11, [r9], #8\n\t"          \
@@ -810,24 +818,29 @@ void tk_dw3x3_sat_pixel(const int8_t *const *rows, int32_t cn4, const int32_t *g
   "ssat " r ", #8, lr\n\t"
 
 __asm(
-    ".pushsection .text.tk_dw3x3_sat_pixel,\"ax\",%progbits\n\t"
+    ".pushsection .text.tk_dw3x3_sat_run,\"ax\",%progbits\n\t"
     ".syntax unified\n\t"
     ".thumb\n\t"
     ".align 2\n\t"
-    ".global tk_dw3x3_sat_pixel\n\t"
+    ".global tk_dw3x3_sat_run\n\t"
     ".thumb_func\n\t"
-    ".type tk_dw3x3_sat_pixel, %function\n"
-    "tk_dw3x3_sat_pixel:\n\t"
+    ".type tk_dw3x3_sat_run, %function\n"
+    "tk_dw3x3_sat_run:\n\t"
     "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "ldr lr, [sp, #36]\n\t"
-    "sub sp, sp, #8\n\t"
-    "str r3, [sp]\n\t"
-    "str lr, [sp, #4]\n\t"
-    "ldm r0, {r4, r5, r6}\n\t"
-    "mov r7, r1\n\t"
-    "add r8, r1, r1\n\t"
+    "sub sp, sp, #16\n\t"
+    "str r0, [sp, #8]\n\t"
+    "ldm r0, {r4, r5, r6, r7}\n\t"
+    "add r8, r7, r7\n\t"
     "add r8, r8, #4\n\t"
-    "mov r9, r2\n"
+    "ldr r1, [r0, #20]\n\t"
+    "str r1, [sp]\n\t"
+    "ldr r1, [r0, #28]\n\t"
+    "str r1, [sp, #12]\n"
+    "5:\n\t"
+    "ldr r0, [sp, #8]\n\t"
+    "ldr r9, [r0, #16]\n\t"
+    "ldr r1, [r0, #24]\n\t"
+    "str r1, [sp, #4]\n"
     "1:\n\t"
     "ldm r9!, {r0, r1, r2, r3}\n\t"
     TK_DW_ROW("r4") TK_DW_ROW("r5") TK_DW_ROW("r6")
@@ -842,13 +855,76 @@ __asm(
     "subs r12, r12, #1\n\t"
     "str r12, [sp, #4]\n\t"
     "bne 1b\n\t"
-    "add sp, sp, #8\n\t"
+    "ldr r0, [sp, #8]\n\t"
+    "ldr r1, [r0, #32]\n\t"
+    "add r4, r4, r1\n\t"
+    "add r5, r5, r1\n\t"
+    "add r6, r6, r1\n\t"
+    "ldr r1, [sp, #12]\n\t"
+    "subs r1, r1, #1\n\t"
+    "str r1, [sp, #12]\n\t"
+    "bne 5b\n\t"
+    "add sp, sp, #16\n\t"
     "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_dw3x3_sat_pixel, . - tk_dw3x3_sat_pixel\n\t"
+    ".size tk_dw3x3_sat_run, . - tk_dw3x3_sat_run\n\t"
     ".popsection\n");
 #undef TK_DW_TAP
 #undef TK_DW_ROW
 #undef TK_DW_RQ
+
+
+/* 3x3 depthwise, dilation 1 along x, range [-128, 127], prepared groups: output rows whose
+ * windows lie inside the image vertically run their interior pixels as one asm call, other
+ * pixels without a padded column one by one with padded rows reading zrow (3 * c_n zero
+ * points); pixels with a padded column take the C loop over tap pointers. Raster order. */
+static void dw3x3_sat(const tk_conv_params *p, const int8_t *bin, int8_t *bout,
+                      const int32_t *blocks, const int8_t *zrow) {
+  const int c_n = p->out_c, sw = p->stride_w;
+  const long rowb = (long)p->in_w * c_n;
+  int ox_lo = (p->pad_w + sw - 1) / sw, ox_hi = p->in_w - 3 + p->pad_w;
+  int oy, ox, ky, kx;
+  tk_dw_run a;
+  ox_hi = ox_hi < 0 ? -1 : ox_hi / sw;
+  if (ox_hi > p->out_w - 1) ox_hi = p->out_w - 1;
+  a.cn4 = c_n - 4;
+  a.g = blocks;
+  a.groups = c_n >> 2;
+  for (oy = 0; oy < p->out_h; ++oy) {
+    const int y0 = oy * p->stride_h - p->pad_h;
+    const int8_t *rp[3];
+    int rows_in = 1;
+    for (ky = 0; ky < 3; ++ky) {
+      const int y = y0 + ky * p->dil_h;
+      const int in = y >= 0 && y < p->in_h;
+      rp[ky] = in ? bin + (long)y * rowb : NULL;
+      rows_in &= in;
+    }
+    for (ox = 0; ox < p->out_w; ++ox) {
+      const int x0 = ox * sw - p->pad_w;
+      a.o = bout + ((long)oy * p->out_w + ox) * c_n;
+      if (ox >= ox_lo && ox <= ox_hi) {
+        a.r0 = rp[0] ? rp[0] + (long)x0 * c_n : zrow;
+        a.r1 = rp[1] ? rp[1] + (long)x0 * c_n : zrow;
+        a.r2 = rp[2] ? rp[2] + (long)x0 * c_n : zrow;
+        a.npx = rows_in ? ox_hi - ox + 1 : 1;
+        a.adv = (sw - 1) * c_n;
+        tk_dw3x3_sat_run(&a);
+        if (rows_in) ox = ox_hi;
+        continue;
+      }
+      {
+        const int8_t *ptr[9];
+        for (ky = 0; ky < 3; ++ky) {
+          for (kx = 0; kx < 3; ++kx) {
+            const int x = x0 + kx;
+            ptr[ky * 3 + kx] = rp[ky] && x >= 0 && x < p->in_w ? rp[ky] + (long)x * c_n : zrow;
+          }
+        }
+        dw4_pixel9_sat(ptr, c_n, blocks, a.o);
+      }
+    }
+  }
+}
 
 /* Fills the group blocks; 0 if the path does not apply. */
 static int dw4_prepare(const tk_conv_params *p, const int8_t *filter, const int32_t *bias,
@@ -865,22 +941,28 @@ static int dw4_prepare(const tk_conv_params *p, const int8_t *filter, const int3
   for (c = 0; c < c_n; c += 4) {
     int32_t *g = blocks + (long)(c >> 2) * TK_DW4_WORDS(taps);
     int32_t *rq = g + 4 + 2 * taps;
+    uint32_t s02 = 0, s13 = 0; /* per-channel weight sums in int16 lanes (|sum| <= 16 * 128) */
+    int32_t sum[4];
+    for (t = 0; t < taps; ++t) {
+      const uint32_t w = *(const tk_u32u *)(const void *)(filter + (long)t * c_n + c);
+      const uint32_t lo = __sxtb16(w), hi = __sxtb16(tk_ror8(w));
+      s02 = __sadd16(s02, lo);
+      s13 = __sadd16(s13, hi);
+      g[4 + 2 * t] = (int32_t)__sadd16(lo, lo);
+      g[5 + 2 * t] = (int32_t)__sadd16(hi, hi);
+    }
+    sum[0] = (int16_t)s02;
+    sum[1] = (int16_t)s13;
+    sum[2] = (int16_t)(s02 >> 16);
+    sum[3] = (int16_t)(s13 >> 16);
     for (j = 0; j < 4; ++j) {
       const int32_t right = -p->shift[c + j];
-      uint32_t sum = 0;
-      for (t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)filter[(long)t * c_n + c + j];
-      g[j] = (int32_t)(2u * ((uint32_t)(bias ? bias[c + j] : 0) + (uint32_t)p->in_offset * sum));
+      g[j] = (int32_t)(2u * ((uint32_t)(bias ? bias[c + j] : 0) +
+                             (uint32_t)p->in_offset * (uint32_t)sum[j]));
       rq[3 * j] = p->mult[c + j];
       rq[3 * j + 1] =
           (int32_t)(((uint32_t)1 << (right - 1)) + ((uint32_t)p->out_offset << right));
       rq[3 * j + 2] = right;
-    }
-    for (t = 0; t < taps; ++t) {
-      const int8_t *f = filter + (long)t * c_n + c;
-      const uint32_t h0 = (uint16_t)(2 * f[0]), h1 = (uint16_t)(2 * f[1]);
-      const uint32_t h2 = (uint16_t)(2 * f[2]), h3 = (uint16_t)(2 * f[3]);
-      g[4 + 2 * t] = (int32_t)((h2 << 16) | h0);
-      g[5 + 2 * t] = (int32_t)((h3 << 16) | h1);
     }
   }
   return 1;
@@ -987,20 +1069,15 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
   }
   for (b = 0; b < p->batches; ++b) {
     const int8_t *bin = in + (long)b * p->in_h * p->in_w * c_n;
+    if (fast4 && asm3) {
+      dw3x3_sat(p, bin, out + (long)b * p->out_h * p->out_w * c_n, blocks, zrow);
+      continue;
+    }
     for (oy = 0; oy < p->out_h; ++oy) {
       const int y0 = oy * p->stride_h - p->pad_h;
       for (ox = 0; ox < p->out_w; ++ox) {
         const int x0 = ox * p->stride_w - p->pad_w;
         int8_t *o = out + (((long)b * p->out_h + oy) * p->out_w + ox) * c_n;
-        if (fast4 && asm3 && x0 >= 0 && x0 + 2 < p->in_w) {
-          const int8_t *rows[3];
-          for (ky = 0; ky < 3; ++ky) {
-            const int y = y0 + ky * p->dil_h;
-            rows[ky] = y >= 0 && y < p->in_h ? bin + ((long)y * p->in_w + x0) * c_n : zrow;
-          }
-          tk_dw3x3_sat_pixel(rows, c_n - 4, blocks, o, c_n >> 2);
-          continue;
-        }
         if (y0 >= 0 && y0 + y_span < p->in_h && x0 >= 0 && x0 + x_span < p->in_w) {
           const int8_t *base = bin + ((long)y0 * p->in_w + x0) * c_n;
           for (t = 0; t < taps; ++t) ptr[t] = base + offs[t];
