@@ -342,6 +342,36 @@ static void zero_b4(tk_w32 *dst, int n4) {
   for (i = 0; i < n4; ++i, dst += 8) dst[0] = dst[1] = 0;
 }
 
+/* One word of four int8 k as 2 * (x + off) in the four-pixel layout (o2 = 2 * off per lane). */
+static inline void exp_word(tk_w32 *d, uint32_t v, uint32_t o2) {
+  uint32_t lo, hi;
+  __asm("sxtab16 %0, %2, %3\n\t"
+        "sxtab16 %1, %2, %3, ror #8\n\t"
+        "sxtab16 %0, %0, %3\n\t"
+        "sxtab16 %1, %1, %3, ror #8"
+        : "=&r"(lo), "=&r"(hi)
+        : "r"(o2), "r"(v));
+  d[0] = (int32_t)lo;
+  d[1] = (int32_t)hi;
+}
+
+typedef uint16_t tk_u16u __attribute__((may_alias, aligned(1)));
+
+/* 3x3 kernel over 3 input channels (k = 27, kp = 28): the three 9-byte rows r0..r2 become seven
+ * words straight from unaligned loads that stay inside each row; k = 27 takes the zero point. */
+static void im2col_rgb3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, uint32_t zp,
+                          uint32_t o2, tk_w32 *d) {
+  const uint32_t w1 = *(const tk_u32u *)(const void *)r1;
+  const uint32_t w2 = *(const tk_u32u *)(const void *)r2;
+  exp_word(d, *(const tk_u32u *)(const void *)r0, o2);
+  exp_word(d + 8, *(const tk_u32u *)(const void *)(r0 + 4), o2);
+  exp_word(d + 16, (uint32_t)(uint8_t)r0[8] | (w1 << 8), o2);
+  exp_word(d + 24, *(const tk_u32u *)(const void *)(r1 + 3), o2);
+  exp_word(d + 32, (uint32_t)*(const tk_u16u *)(const void *)(r1 + 7) | (w2 << 16), o2);
+  exp_word(d + 40, *(const tk_u32u *)(const void *)(r2 + 2), o2);
+  exp_word(d + 48, (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | (zp << 24), o2);
+}
+
 /* Patch of output pixel `px` into the four-pixel layout at dst (= base + 2 * slot). */
 static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *dst, int kp,
                       int8_t *tmp, int32_t off2) {
@@ -381,6 +411,18 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
     return;
   }
   /* Channel counts like 3 (the first layer): gather the patch bytes, pad with the zero point. */
+  if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w && p->k_h == 3 && p->k_w * ic == 9) {
+    const uint32_t zp4 = (uint8_t)zp * 0x01010101u;
+    const uint32_t zrow[3] = {zp4, zp4, zp4};
+    const int8_t *r[3];
+    for (ky = 0; ky < 3; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      r[ky] = y >= 0 && y < p->in_h ? in + ((long)y * p->in_w + x0) * ic
+                                    : (const int8_t *)(const void *)zrow;
+    }
+    im2col_rgb3x3(r[0], r[1], r[2], (uint8_t)zp, __sadd16((uint32_t)off2, (uint32_t)off2), dst);
+    return;
+  }
   if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
     const int run = p->k_w * ic;
     for (ky = 0; ky < p->k_h; ++ky, k += run) {
@@ -490,6 +532,79 @@ __asm(
     "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
     ".size tk_conv_b4_sat, . - tk_conv_b4_sat\n\t"
     ".popsection\n");
+
+/* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3): an odd
+ * group count enters the unrolled loop at its second half, and each filter row pointer steps
+ * back by wadj (the last word of a row reads on into the next row, against zero patch words;
+ * the caller runs the last channel separately when wadj > 0). */
+void tk_conv_b4_sat_g(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
+                      int n_ch, int groups, int wadj, int oc_n);
+
+__asm(
+    ".pushsection .text.tk_conv_b4_sat_g,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".align 2\n\t"
+    ".global tk_conv_b4_sat_g\n\t"
+    ".thumb_func\n\t"
+    ".type tk_conv_b4_sat_g, %function\n"
+    "tk_conv_b4_sat_g:\n\t"
+    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+    "sub sp, sp, #32\n\t"
+    "ldr r4, [sp, #68]\n\t"
+    "ldr r5, [sp, #72]\n\t"
+    "ldr r6, [sp, #76]\n\t"
+    "ldr r8, [sp, #80]\n\t"
+    "str r3, [sp]\n\t"
+    "str r8, [sp, #4]\n\t"
+    "str r0, [sp, #8]\n\t"
+    "add r4, r2, r4, lsl #4\n\t"
+    "str r4, [sp, #12]\n\t"
+    "and r4, r5, #1\n\t"
+    "str r4, [sp, #20]\n\t"
+    "add r5, r5, #1\n\t"
+    "lsr r5, r5, #1\n\t"
+    "str r5, [sp, #16]\n\t"
+    "str r6, [sp, #24]\n\t"
+    "mov r7, r2\n\t"
+    "mov r10, r1\n"
+    "2:\n\t"
+    "ldr r0, [r7], #4\n\t"
+    "mov r1, r0\n\t"
+    "mov r2, r0\n\t"
+    "mov r3, r0\n\t"
+    "ldr r11, [sp, #8]\n\t"
+    "ldr lr, [sp, #16]\n\t"
+    "ldr r12, [sp, #20]\n\t"
+    "cmp r12, #0\n\t"
+    "bne 6f\n"
+    "4:\n\t"
+    TK_B4_GROUP
+    "6:\n\t"
+    TK_B4_GROUP
+    "subs lr, lr, #1\n\t"
+    "bne 4b\n\t"
+    "ldr r12, [sp, #24]\n\t"
+    "sub r10, r10, r12\n\t"
+    "ldm r7!, {r4, r5, r6}\n\t"
+    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
+    "ldr r8, [sp]\n\t"
+    "ldr r9, [sp, #4]\n\t"
+    "strb r0, [r8]\n\t"
+    "strb r1, [r8, r9]\n\t"
+    "add r11, r8, r9\n\t"
+    "strb r2, [r11, r9]\n\t"
+    "add r11, r11, r9\n\t"
+    "strb r3, [r11, r9]\n\t"
+    "add r8, r8, #1\n\t"
+    "str r8, [sp]\n\t"
+    "ldr r12, [sp, #12]\n\t"
+    "cmp r7, r12\n\t"
+    "bne 2b\n\t"
+    "add sp, sp, #32\n\t"
+    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
+    ".size tk_conv_b4_sat_g, . - tk_conv_b4_sat_g\n\t"
+    ".popsection\n");
 #undef TK_B4_RQ
 
 static inline int8_t cq_out(int32_t acc2, int32_t m, int32_t add, int32_t right, int sat8,
@@ -503,16 +618,16 @@ static inline int8_t cq_out(int32_t acc2, int32_t m, int32_t add, int32_t right,
 }
 
 /* All output channels of one block of four pixels (`valid` of them stored). */
-__attribute__((always_inline)) static inline void block4_body(const tk_w32 *xs, const int8_t *filter, int k, const tk_cq *q,
-                               int oc_n, int8_t *o, int valid, int sat8, int32_t lo,
-                               int32_t hi) {
+__attribute__((always_inline)) static inline void block4_body(
+    const tk_w32 *xs, const int8_t *filter, int k, const tk_cq *q, int n_ch, int oc_n, int8_t *o,
+    int valid, int sat8, int32_t lo, int32_t hi) {
   const int kt = k & 3, g_all = (k + 3) >> 2;
   int oc;
-  for (oc = 0; oc < oc_n; ++oc, ++q, ++o) {
+  for (oc = 0; oc < n_ch; ++oc, ++q, ++o) {
     const int8_t *wrow = filter + (long)oc * k;
     /* The patch is zero from k to kp, so the last partial word may read on into the next
      * filter row, except in the very last row. */
-    const int last_tail = kt && oc + 1 == oc_n;
+    const int last_tail = kt && oc + 1 == n_ch;
     int32_t s0, s1, s2, s3;
     {
       register int32_t a0 __asm("r0") = q->bias2;
@@ -565,21 +680,23 @@ __attribute__((always_inline)) static inline void block4_body(const tk_w32 *xs, 
 }
 #undef TK_B4_GROUP
 
-__attribute__((noinline)) static void block4_sat(const tk_w32 *xs, const int8_t *filter, int k,
-                                                 const tk_cq *q, int oc_n, int8_t *o) {
-  block4_body(xs, filter, k, q, oc_n, o, 4, 1, -128, 127);
+/* One channel of a full block with range [-128, 127] (the last row of a k that is not a
+ * multiple of 4). */
+__attribute__((noinline)) static void block4_one_sat(const tk_w32 *xs, const int8_t *filter,
+                                                     int k, const tk_cq *q, int oc_n, int8_t *o) {
+  block4_body(xs, filter, k, q, 1, oc_n, o, 4, 1, -128, 127);
 }
 
 __attribute__((noinline)) static void block4_clamp(const tk_w32 *xs, const int8_t *filter,
                                                    int k, const tk_cq *q, int oc_n, int8_t *o,
                                                    int32_t lo, int32_t hi) {
-  block4_body(xs, filter, k, q, oc_n, o, 4, 0, lo, hi);
+  block4_body(xs, filter, k, q, oc_n, oc_n, o, 4, 0, lo, hi);
 }
 
 __attribute__((noinline)) static void block4_part(const tk_w32 *xs, const int8_t *filter, int k,
                                                   const tk_cq *q, int oc_n, int8_t *o,
                                                   int valid, int32_t lo, int32_t hi) {
-  block4_body(xs, filter, k, q, oc_n, o, valid, 0, lo, hi);
+  block4_body(xs, filter, k, q, oc_n, oc_n, o, valid, 0, lo, hi);
 }
 
 /* Whether the four-pixel path applies; fills the per-channel table if so. */
@@ -625,7 +742,11 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
       } else if (sat8 && (k & 7) == 0) {
         tk_conv_b4_sat(xs, filter, q, o, oc_n, k >> 3);
       } else if (sat8) {
-        block4_sat(xs, filter, k, q, oc_n, o);
+        const int last = (k & 3) ? oc_n - 1 : oc_n;
+        if (last > 0) tk_conv_b4_sat_g(xs, filter, q, o, last, kp >> 2, kp - k, oc_n);
+        if (last < oc_n) {
+          block4_one_sat(xs, filter + (long)last * k, k, q + last, oc_n, o + last);
+        }
       } else {
         block4_clamp(xs, filter, k, q, oc_n, o, lo, hi);
       }
