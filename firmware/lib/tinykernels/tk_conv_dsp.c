@@ -699,6 +699,36 @@ __attribute__((noinline)) static void block4_part(const tk_w32 *xs, const int8_t
   block4_body(xs, filter, k, q, oc_n, oc_n, o, valid, 0, lo, hi);
 }
 
+/* A block holding a single pixel (the last of an odd pixel count): one pixel per channel, 7
+ * instructions per 8 MACs instead of the whole four-pixel block. */
+__attribute__((noinline)) static void block1(const tk_w32 *xs, const int8_t *filter, int k,
+                                             const tk_cq *q, int oc_n, int8_t *o, int32_t lo,
+                                             int32_t hi) {
+  const int k4 = k >> 2, kt = k & 3;
+  const int sat8 = lo == -128 && hi == 127;
+  const int8_t *w = filter;
+  int oc, g;
+  for (oc = 0; oc < oc_n; ++oc, ++q) {
+    int32_t s = q->bias2;
+    const tk_w32 *x = xs;
+#pragma GCC unroll 2
+    for (g = 0; g < k4; ++g, x += 8, w += 4) {
+      const uint32_t u = *(const tk_u32u *)(const void *)w;
+      uint32_t h;
+      __asm("sxtb16 %0, %1, ror #8" : "=r"(h) : "r"(u));
+      s = __smlad(x[0], (int32_t)__sxtb16(u), s);
+      s = __smlad(x[1], (int32_t)h, s);
+    }
+    if (kt) {
+      const uint32_t u = tail_word(w, kt);
+      s = __smlad(x[0], (int32_t)__sxtb16(u), s);
+      s = __smlad(x[1], (int32_t)__sxtb16(tk_ror8(u)), s);
+      w += kt;
+    }
+    o[oc] = cq_out(s, q->mult, q->add, q->right, sat8, lo, hi);
+  }
+}
+
 /* Whether the four-pixel path applies; fills the per-channel table if so. */
 static int conv_b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *q) {
   int oc;
@@ -737,7 +767,9 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
       for (j = 0; j < 4; ++j) {
         im2col_b4(p, bin, j < valid ? px + j : px, xs + 2 * j, kp, tmp, off2);
       }
-      if (valid < 4) {
+      if (valid == 1) {
+        block1(xs, filter, k, q, oc_n, o, lo, hi);
+      } else if (valid < 4) {
         block4_part(xs, filter, k, q, oc_n, o, valid, lo, hi);
       } else if (sat8 && (k & 7) == 0) {
         tk_conv_b4_sat(xs, filter, q, o, oc_n, k >> 3);
