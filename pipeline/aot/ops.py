@@ -229,9 +229,9 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     if filter_in_c != ic:
         return 0, 0
     kp = (taps * ic + 3) // 4 * 4
-    # per output channel 16 bytes of requantization constants, int16 patches of four pixels,
+    # per output channel 28 bytes of requantization constants, int16 patches of four pixels,
     # then one int8 patch
-    return 16 * oc + 9 * kp, 4
+    return 28 * oc + 9 * kp, 4
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

@@ -301,7 +301,8 @@ __attribute__((noinline)) static int pairs_fast_short(const tk_w32 *xs, const in
  * shifts once; its round-half-away-from-zero correction (- [v < 0]) uses the sign of acc,
  * which equals the sign of v except when v = 0, where it does not change the result. */
 typedef struct {
-  int32_t bias2, mult, add, right;
+  int32_t bias2[4]; /* 2 * bias, four times (one LDM fills the four accumulators) */
+  int32_t mult, add, right;
 } tk_cq;
 
 /* Words of one pixel of a group in the four-pixel layout: lo at [0], hi at [1], stride 8. */
@@ -470,7 +471,8 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
 
 /* Activation range [-128, 127], k a multiple of 8: all output channels of a full block of four
  * pixels. q: the channel table; pairs = k / 8. Per channel: 28 instructions per 8 k (32 MACs)
- * plus about 40 for set-up, requantization and the four stores. */
+ * plus 30 for set-up, requantization and the four stores (output pointers kept on the stack and
+ * moved with one LDM/STM). */
 void tk_conv_b4_sat(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o, int oc_n,
                     int pairs);
 
@@ -490,24 +492,27 @@ __asm(
     ".type tk_conv_b4_sat, %function\n"
     "tk_conv_b4_sat:\n\t"
     "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #24\n\t"
-    "ldr r4, [sp, #60]\n\t"
-    "ldr r5, [sp, #64]\n\t"
+    "sub sp, sp, #32\n\t"
+    "ldr r4, [sp, #68]\n\t"
     "str r3, [sp]\n\t"
-    "str r4, [sp, #4]\n\t"
-    "str r0, [sp, #8]\n\t"
-    "add r6, r2, r4, lsl #4\n\t"
-    "str r6, [sp, #12]\n\t"
-    "str r5, [sp, #16]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #4]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #8]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #12]\n\t"
+    "str r0, [sp, #16]\n\t"
+    "movs r6, #28\n\t"
+    "mla r6, r4, r6, r2\n\t"
+    "str r6, [sp, #20]\n\t"
+    "ldr r5, [sp, #72]\n\t"
+    "str r5, [sp, #24]\n\t"
     "mov r7, r2\n\t"
-    "mov r10, r1\n"
+    "mov r10, r1\n\t"
     "2:\n\t"
-    "ldr r0, [r7], #4\n\t"
-    "mov r1, r0\n\t"
-    "mov r2, r0\n\t"
-    "mov r3, r0\n\t"
-    "ldr r11, [sp, #8]\n\t"
-    "ldr lr, [sp, #16]\n"
+    "ldm r7!, {r0, r1, r2, r3}\n\t"
+    "ldr r11, [sp, #16]\n\t"
+    "ldr lr, [sp, #24]\n\t"
     "4:\n\t"
     TK_B4_GROUP
     TK_B4_GROUP
@@ -515,28 +520,24 @@ __asm(
     "bne 4b\n\t"
     "ldm r7!, {r4, r5, r6}\n\t"
     TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldr r8, [sp]\n\t"
-    "ldr r9, [sp, #4]\n\t"
-    "strb r0, [r8]\n\t"
-    "strb r1, [r8, r9]\n\t"
-    "add r11, r8, r9\n\t"
-    "strb r2, [r11, r9]\n\t"
-    "add r11, r11, r9\n\t"
-    "strb r3, [r11, r9]\n\t"
-    "add r8, r8, #1\n\t"
-    "str r8, [sp]\n\t"
-    "ldr r12, [sp, #12]\n\t"
-    "cmp r7, r12\n\t"
+    "ldm sp, {r8, r9, r11, r12}\n\t"
+    "strb r0, [r8], #1\n\t"
+    "strb r1, [r9], #1\n\t"
+    "strb r2, [r11], #1\n\t"
+    "strb r3, [r12], #1\n\t"
+    "stm sp, {r8, r9, r11, r12}\n\t"
+    "ldr lr, [sp, #20]\n\t"
+    "cmp r7, lr\n\t"
     "bne 2b\n\t"
-    "add sp, sp, #24\n\t"
+    "add sp, sp, #32\n\t"
     "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
     ".size tk_conv_b4_sat, . - tk_conv_b4_sat\n\t"
     ".popsection\n");
 
-/* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3): an odd
- * group count enters the unrolled loop at its second half, and each filter row pointer steps
- * back by wadj (the last word of a row reads on into the next row, against zero patch words;
- * the caller runs the last channel separately when wadj > 0). */
+/* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3) and n_ch
+ * of the oc_n channels: an odd group count enters the unrolled loop at its second half, and
+ * each filter row pointer steps back by wadj (the last word of a row reads on into the next
+ * row, against zero patch words; the caller runs the last channel separately when wadj > 0). */
 void tk_conv_b4_sat_g(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
                       int n_ch, int groups, int wadj, int oc_n);
 
@@ -550,58 +551,57 @@ __asm(
     ".type tk_conv_b4_sat_g, %function\n"
     "tk_conv_b4_sat_g:\n\t"
     "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #32\n\t"
-    "ldr r4, [sp, #68]\n\t"
-    "ldr r5, [sp, #72]\n\t"
-    "ldr r6, [sp, #76]\n\t"
-    "ldr r8, [sp, #80]\n\t"
+    "sub sp, sp, #40\n\t"
+    "ldr r4, [sp, #88]\n\t"
     "str r3, [sp]\n\t"
-    "str r8, [sp, #4]\n\t"
-    "str r0, [sp, #8]\n\t"
-    "add r4, r2, r4, lsl #4\n\t"
-    "str r4, [sp, #12]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #4]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #8]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #12]\n\t"
+    "str r0, [sp, #16]\n\t"
+    "ldr r4, [sp, #76]\n\t"
+    "movs r6, #28\n\t"
+    "mla r6, r4, r6, r2\n\t"
+    "str r6, [sp, #20]\n\t"
+    "ldr r5, [sp, #80]\n\t"
     "and r4, r5, #1\n\t"
-    "str r4, [sp, #20]\n\t"
+    "str r4, [sp, #28]\n\t"
     "add r5, r5, #1\n\t"
     "lsr r5, r5, #1\n\t"
-    "str r5, [sp, #16]\n\t"
-    "str r6, [sp, #24]\n\t"
+    "str r5, [sp, #24]\n\t"
+    "ldr r6, [sp, #84]\n\t"
+    "str r6, [sp, #32]\n\t"
     "mov r7, r2\n\t"
-    "mov r10, r1\n"
+    "mov r10, r1\n\t"
     "2:\n\t"
-    "ldr r0, [r7], #4\n\t"
-    "mov r1, r0\n\t"
-    "mov r2, r0\n\t"
-    "mov r3, r0\n\t"
-    "ldr r11, [sp, #8]\n\t"
-    "ldr lr, [sp, #16]\n\t"
-    "ldr r12, [sp, #20]\n\t"
+    "ldm r7!, {r0, r1, r2, r3}\n\t"
+    "ldr r11, [sp, #16]\n\t"
+    "ldr lr, [sp, #24]\n\t"
+    "ldr r12, [sp, #28]\n\t"
     "cmp r12, #0\n\t"
-    "bne 6f\n"
+    "bne 6f\n\t"
     "4:\n\t"
     TK_B4_GROUP
     "6:\n\t"
     TK_B4_GROUP
     "subs lr, lr, #1\n\t"
     "bne 4b\n\t"
-    "ldr r12, [sp, #24]\n\t"
+    "ldr r12, [sp, #32]\n\t"
     "sub r10, r10, r12\n\t"
     "ldm r7!, {r4, r5, r6}\n\t"
     TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldr r8, [sp]\n\t"
-    "ldr r9, [sp, #4]\n\t"
-    "strb r0, [r8]\n\t"
-    "strb r1, [r8, r9]\n\t"
-    "add r11, r8, r9\n\t"
-    "strb r2, [r11, r9]\n\t"
-    "add r11, r11, r9\n\t"
-    "strb r3, [r11, r9]\n\t"
-    "add r8, r8, #1\n\t"
-    "str r8, [sp]\n\t"
-    "ldr r12, [sp, #12]\n\t"
-    "cmp r7, r12\n\t"
+    "ldm sp, {r8, r9, r11, r12}\n\t"
+    "strb r0, [r8], #1\n\t"
+    "strb r1, [r9], #1\n\t"
+    "strb r2, [r11], #1\n\t"
+    "strb r3, [r12], #1\n\t"
+    "stm sp, {r8, r9, r11, r12}\n\t"
+    "ldr lr, [sp, #20]\n\t"
+    "cmp r7, lr\n\t"
     "bne 2b\n\t"
-    "add sp, sp, #32\n\t"
+    "add sp, sp, #40\n\t"
     "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
     ".size tk_conv_b4_sat_g, . - tk_conv_b4_sat_g\n\t"
     ".popsection\n");
@@ -630,7 +630,7 @@ __attribute__((always_inline)) static inline void block4_body(
     const int last_tail = kt && oc + 1 == n_ch;
     int32_t s0, s1, s2, s3;
     {
-      register int32_t a0 __asm("r0") = q->bias2;
+      register int32_t a0 __asm("r0") = q->bias2[0];
       register int32_t a1 __asm("r1") = a0;
       register int32_t a2 __asm("r2") = a0;
       register int32_t a3 __asm("r3") = a0;
@@ -709,7 +709,7 @@ __attribute__((noinline)) static void block1(const tk_w32 *xs, const int8_t *fil
   const int8_t *w = filter;
   int oc, g;
   for (oc = 0; oc < oc_n; ++oc, ++q) {
-    int32_t s = q->bias2;
+    int32_t s = q->bias2[0];
     const tk_w32 *x = xs;
 #pragma GCC unroll 2
     for (g = 0; g < k4; ++g, x += 8, w += 4) {
@@ -738,7 +738,8 @@ static int conv_b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *
   }
   for (oc = 0; oc < p->out_c; ++oc) {
     const int32_t right = -p->shift[oc];
-    q[oc].bias2 = (int32_t)(2u * (uint32_t)(bias ? bias[oc] : 0));
+    q[oc].bias2[0] = q[oc].bias2[1] = q[oc].bias2[2] = q[oc].bias2[3] =
+        (int32_t)(2u * (uint32_t)(bias ? bias[oc] : 0));
     q[oc].mult = p->mult[oc];
     q[oc].add = (int32_t)(((uint32_t)1 << (right - 1)) + ((uint32_t)p->out_offset << right));
     q[oc].right = right;
