@@ -534,6 +534,64 @@ __asm(
     ".size tk_conv_b4_sat, . - tk_conv_b4_sat\n\t"
     ".popsection\n");
 
+/* The same with four groups per loop (quads = k / 16). */
+void tk_conv_b4_sat4(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
+                     int oc_n, int quads);
+
+__asm(
+    ".pushsection .text.tk_conv_b4_sat4,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".align 2\n\t"
+    ".global tk_conv_b4_sat4\n\t"
+    ".thumb_func\n\t"
+    ".type tk_conv_b4_sat4, %function\n"
+    "tk_conv_b4_sat4:\n\t"
+    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+    "sub sp, sp, #32\n\t"
+    "ldr r4, [sp, #68]\n\t"
+    "str r3, [sp]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #4]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #8]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #12]\n\t"
+    "str r0, [sp, #16]\n\t"
+    "movs r6, #28\n\t"
+    "mla r6, r4, r6, r2\n\t"
+    "str r6, [sp, #20]\n\t"
+    "ldr r5, [sp, #72]\n\t"
+    "str r5, [sp, #24]\n\t"
+    "mov r7, r2\n\t"
+    "mov r10, r1\n\t"
+    "2:\n\t"
+    "ldm r7!, {r0, r1, r2, r3}\n\t"
+    "ldr r11, [sp, #16]\n\t"
+    "ldr lr, [sp, #24]\n\t"
+    "4:\n\t"
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    "subs lr, lr, #1\n\t"
+    "bne 4b\n\t"
+    "ldm r7!, {r4, r5, r6}\n\t"
+    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
+    "ldm sp, {r8, r9, r11, r12}\n\t"
+    "strb r0, [r8], #1\n\t"
+    "strb r1, [r9], #1\n\t"
+    "strb r2, [r11], #1\n\t"
+    "strb r3, [r12], #1\n\t"
+    "stm sp, {r8, r9, r11, r12}\n\t"
+    "ldr lr, [sp, #20]\n\t"
+    "cmp r7, lr\n\t"
+    "bne 2b\n\t"
+    "add sp, sp, #32\n\t"
+    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
+    ".size tk_conv_b4_sat4, . - tk_conv_b4_sat4\n\t"
+    ".popsection\n");
+
 /* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3) and n_ch
  * of the oc_n channels: an odd group count enters the unrolled loop at its second half, and
  * each filter row pointer steps back by wadj (the last word of a row reads on into the next
@@ -758,6 +816,9 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
   const int32_t off2 = (int32_t)(((uint32_t)(p->in_offset & 0xFFFF) << 16) |
                                  (uint32_t)(p->in_offset & 0xFFFF));
   int8_t *tmp = (int8_t *)(void *)(xs + 2 * kp);
+  const int pw = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                 p->pad_h == 0 && p->pad_w == 0 && (p->in_c & 3) == 0 && p->in_w == p->out_w &&
+                 p->in_h == p->out_h;
   int b, px, j;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
@@ -765,13 +826,21 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
     for (px = 0; px < npx; px += 4) {
       const int valid = npx - px < 4 ? npx - px : 4;
       int8_t *o = bout + (long)px * oc_n;
-      for (j = 0; j < 4; ++j) {
-        im2col_b4(p, bin, j < valid ? px + j : px, xs + 2 * j, kp, tmp, off2);
+      if (pw && valid == 4) {
+        /* Pointwise, stride 1, no padding: the four pixels are consecutive in the input. */
+        const int8_t *src = bin + (long)px * p->in_c;
+        for (j = 0; j < 4; ++j, src += p->in_c) expand4_b4(src, p->in_c >> 2, off2, xs + 2 * j);
+      } else {
+        for (j = 0; j < 4; ++j) {
+          im2col_b4(p, bin, j < valid ? px + j : px, xs + 2 * j, kp, tmp, off2);
+        }
       }
       if (valid == 1) {
         block1(xs, filter, k, q, oc_n, o, lo, hi);
       } else if (valid < 4) {
         block4_part(xs, filter, k, q, oc_n, o, valid, lo, hi);
+      } else if (sat8 && (k & 15) == 0) {
+        tk_conv_b4_sat4(xs, filter, q, o, oc_n, k >> 4);
       } else if (sat8 && (k & 7) == 0) {
         tk_conv_b4_sat(xs, filter, q, o, oc_n, k >> 3);
       } else if (sat8) {
