@@ -592,6 +592,68 @@ __asm(
     ".size tk_conv_b4_sat4, . - tk_conv_b4_sat4\n\t"
     ".popsection\n");
 
+/* The same with eight groups per loop (octs = k / 32). */
+void tk_conv_b4_sat8(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
+                     int oc_n, int octs);
+
+__asm(
+    ".pushsection .text.tk_conv_b4_sat8,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".align 2\n\t"
+    ".global tk_conv_b4_sat8\n\t"
+    ".thumb_func\n\t"
+    ".type tk_conv_b4_sat8, %function\n"
+    "tk_conv_b4_sat8:\n\t"
+    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+    "sub sp, sp, #32\n\t"
+    "ldr r4, [sp, #68]\n\t"
+    "str r3, [sp]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #4]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #8]\n\t"
+    "add r3, r3, r4\n\t"
+    "str r3, [sp, #12]\n\t"
+    "str r0, [sp, #16]\n\t"
+    "movs r6, #28\n\t"
+    "mla r6, r4, r6, r2\n\t"
+    "str r6, [sp, #20]\n\t"
+    "ldr r5, [sp, #72]\n\t"
+    "str r5, [sp, #24]\n\t"
+    "mov r7, r2\n\t"
+    "mov r10, r1\n\t"
+    "2:\n\t"
+    "ldm r7!, {r0, r1, r2, r3}\n\t"
+    "ldr r11, [sp, #16]\n\t"
+    "ldr lr, [sp, #24]\n\t"
+    "4:\n\t"
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    TK_B4_GROUP
+    "subs lr, lr, #1\n\t"
+    "bne 4b\n\t"
+    "ldm r7!, {r4, r5, r6}\n\t"
+    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
+    "ldm sp, {r8, r9, r11, r12}\n\t"
+    "strb r0, [r8], #1\n\t"
+    "strb r1, [r9], #1\n\t"
+    "strb r2, [r11], #1\n\t"
+    "strb r3, [r12], #1\n\t"
+    "stm sp, {r8, r9, r11, r12}\n\t"
+    "ldr lr, [sp, #20]\n\t"
+    "cmp r7, lr\n\t"
+    "bne 2b\n\t"
+    "add sp, sp, #32\n\t"
+    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
+    ".size tk_conv_b4_sat8, . - tk_conv_b4_sat8\n\t"
+    ".popsection\n");
+
 /* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3) and n_ch
  * of the oc_n channels: an odd group count enters the unrolled loop at its second half, and
  * each filter row pointer steps back by wadj (the last word of a row reads on into the next
@@ -819,6 +881,9 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
   const int pw = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                  p->pad_h == 0 && p->pad_w == 0 && (p->in_c & 3) == 0 && p->in_w == p->out_w &&
                  p->in_h == p->out_h;
+  const int rgb = p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
+  const uint32_t zp8 = (uint8_t)(-p->in_offset), o2 = __sadd16((uint32_t)off2, (uint32_t)off2);
+  const uint32_t zr[3] = {zp8 * 0x01010101u, zp8 * 0x01010101u, zp8 * 0x01010101u};
   int b, px, j;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
@@ -826,7 +891,25 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
     for (px = 0; px < npx; px += 4) {
       const int valid = npx - px < 4 ? npx - px : 4;
       int8_t *o = bout + (long)px * oc_n;
-      if (pw && valid == 4) {
+      if (rgb && valid == 4 && px % p->out_w + 3 < p->out_w &&
+          (px % p->out_w) * p->stride_w - p->pad_w >= 0 &&
+          (px % p->out_w + 3) * p->stride_w - p->pad_w + 3 <= p->in_w) {
+        /* 3x3 over 3 channels, four pixels of one output row inside along x. */
+        const int y0 = px / p->out_w * p->stride_h - p->pad_h;
+        const int x0 = (px % p->out_w) * p->stride_w - p->pad_w;
+        const int sx = p->stride_w * 3;
+        const int8_t *r[3];
+        int st[3], ky;
+        for (ky = 0; ky < 3; ++ky) {
+          const int y = y0 + p->dil_h * ky;
+          const int inside = y >= 0 && y < p->in_h;
+          r[ky] = inside ? bin + ((long)y * p->in_w + x0) * 3 : (const int8_t *)(const void *)zr;
+          st[ky] = inside ? sx : 0;
+        }
+        for (j = 0; j < 4; ++j) {
+          im2col_rgb3x3(r[0] + j * st[0], r[1] + j * st[1], r[2] + j * st[2], zp8, o2, xs + 2 * j);
+        }
+      } else if (pw && valid == 4) {
         /* Pointwise, stride 1, no padding: the four pixels are consecutive in the input. */
         const int8_t *src = bin + (long)px * p->in_c;
         for (j = 0; j < 4; ++j, src += p->in_c) expand4_b4(src, p->in_c >> 2, off2, xs + 2 * j);
@@ -839,6 +922,8 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
         block1(xs, filter, k, q, oc_n, o, lo, hi);
       } else if (valid < 4) {
         block4_part(xs, filter, k, q, oc_n, o, valid, lo, hi);
+      } else if (sat8 && (k & 31) == 0) {
+        tk_conv_b4_sat8(xs, filter, q, o, oc_n, k >> 5);
       } else if (sat8 && (k & 15) == 0) {
         tk_conv_b4_sat4(xs, filter, q, o, oc_n, k >> 4);
       } else if (sat8 && (k & 7) == 0) {
