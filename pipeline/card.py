@@ -55,7 +55,9 @@ def publish(run_dir: str | Path, dest: str | Path) -> dict:
         if (run / png).exists():
             shutil.copyfile(run / png, out / png)
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
-    (out / "README.md").write_text(_readme(card))
+    notes = out / "NOTES.md"  # hand-written context kept across re-publishing
+    (out / "README.md").write_text(_readme(card) + (
+        "\n" + notes.read_text() if notes.exists() else ""))
     return card
 
 

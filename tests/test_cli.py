@@ -138,3 +138,9 @@ def test_card_publishes_a_run(tiny_run, tmp_path):
     assert card["preprocess"]["pixel_scale"] == pytest.approx(1 / 255)
     assert card["config"]["model"]["arch"] == "mobilenet_v1"
     assert "confusion.png" in (dest / "README.md").read_text()
+    # hand-written notes in the destination survive re-publishing, appended to the card
+    (dest / "NOTES.md").write_text("## How it compares\n\nkept\n")
+    CliRunner().invoke(cli, ["card", "--out", str(out), "--dest", str(dest)],
+                       catch_exceptions=False)
+    readme = (dest / "README.md").read_text()
+    assert readme.endswith("## How it compares\n\nkept\n") and "confusion.png" in readme
