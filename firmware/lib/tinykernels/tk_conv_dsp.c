@@ -482,177 +482,70 @@ void tk_conv_b4_sat(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8
   "asr r12, r12, r6\n\t"                 \
   "ssat " r ", #8, r12\n\t"
 
-__asm(
-    ".pushsection .text.tk_conv_b4_sat,\"ax\",%progbits\n\t"
-    ".syntax unified\n\t"
-    ".thumb\n\t"
-    ".align 2\n\t"
-    ".global tk_conv_b4_sat\n\t"
-    ".thumb_func\n\t"
-    ".type tk_conv_b4_sat, %function\n"
-    "tk_conv_b4_sat:\n\t"
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #32\n\t"
-    "ldr r4, [sp, #68]\n\t"
-    "str r3, [sp]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #4]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #8]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #12]\n\t"
-    "str r0, [sp, #16]\n\t"
-    "movs r6, #28\n\t"
-    "mla r6, r4, r6, r2\n\t"
-    "str r6, [sp, #20]\n\t"
-    "ldr r5, [sp, #72]\n\t"
-    "str r5, [sp, #24]\n\t"
-    "mov r7, r2\n\t"
-    "mov r10, r1\n\t"
-    "2:\n\t"
-    "ldm r7!, {r0, r1, r2, r3}\n\t"
-    "ldr r11, [sp, #16]\n\t"
-    "ldr lr, [sp, #24]\n\t"
-    "4:\n\t"
-    TK_B4_GROUP
-    TK_B4_GROUP
-    "subs lr, lr, #1\n\t"
-    "bne 4b\n\t"
-    "ldm r7!, {r4, r5, r6}\n\t"
-    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldm sp, {r8, r9, r11, r12}\n\t"
-    "strb r0, [r8], #1\n\t"
-    "strb r1, [r9], #1\n\t"
-    "strb r2, [r11], #1\n\t"
-    "strb r3, [r12], #1\n\t"
-    "stm sp, {r8, r9, r11, r12}\n\t"
-    "ldr lr, [sp, #20]\n\t"
-    "cmp r7, lr\n\t"
-    "bne 2b\n\t"
-    "add sp, sp, #32\n\t"
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_conv_b4_sat, . - tk_conv_b4_sat\n\t"
-    ".popsection\n");
+/* One tk_conv_b4_sat* function; `groups` is the unrolled body of its MAC loop. */
+#define TK_B4_SAT_FN(name, groups) \
+__asm(".pushsection .text." name ",\"ax\",%progbits\n\t"                                        \
+    ".syntax unified\n\t"                                                                       \
+    ".thumb\n\t"                                                                                \
+    ".align 2\n\t"                                                                              \
+    ".global " name "\n\t"                                                                      \
+    ".thumb_func\n\t"                                                                           \
+    ".type " name ", %function\n"                                                               \
+    name ":\n\t"                                                                                \
+    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                           \
+    "sub sp, sp, #32\n\t"                                                                       \
+    "ldr r4, [sp, #68]\n\t"                                                                     \
+    "str r3, [sp]\n\t"                                                                          \
+    "add r3, r3, r4\n\t"                                                                        \
+    "str r3, [sp, #4]\n\t"                                                                      \
+    "add r3, r3, r4\n\t"                                                                        \
+    "str r3, [sp, #8]\n\t"                                                                      \
+    "add r3, r3, r4\n\t"                                                                        \
+    "str r3, [sp, #12]\n\t"                                                                     \
+    "str r0, [sp, #16]\n\t"                                                                     \
+    "movs r6, #28\n\t"                                                                          \
+    "mla r6, r4, r6, r2\n\t"                                                                    \
+    "str r6, [sp, #20]\n\t"                                                                     \
+    "ldr r5, [sp, #72]\n\t"                                                                     \
+    "str r5, [sp, #24]\n\t"                                                                     \
+    "mov r7, r2\n\t"                                                                            \
+    "mov r10, r1\n\t"                                                                           \
+    "2:\n\t"                                                                                    \
+    "ldm r7!, {r0, r1, r2, r3}\n\t"                                                             \
+    "ldr r11, [sp, #16]\n\t"                                                                    \
+    "ldr lr, [sp, #24]\n\t"                                                                     \
+    "4:\n\t"                                                                                    \
+    groups                                                                                      \
+    "subs lr, lr, #1\n\t"                                                                       \
+    "bne 4b\n\t"                                                                                \
+    "ldm r7!, {r4, r5, r6}\n\t"                                                                 \
+    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")                                 \
+    "ldm sp, {r8, r9, r11, r12}\n\t"                                                            \
+    "strb r0, [r8], #1\n\t"                                                                     \
+    "strb r1, [r9], #1\n\t"                                                                     \
+    "strb r2, [r11], #1\n\t"                                                                    \
+    "strb r3, [r12], #1\n\t"                                                                    \
+    "stm sp, {r8, r9, r11, r12}\n\t"                                                            \
+    "ldr lr, [sp, #20]\n\t"                                                                     \
+    "cmp r7, lr\n\t"                                                                            \
+    "bne 2b\n\t"                                                                                \
+    "add sp, sp, #32\n\t"                                                                       \
+    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"                                            \
+    ".size " name ", . - " name "\n\t"                                                          \
+    ".popsection\n")
+
+TK_B4_SAT_FN("tk_conv_b4_sat", TK_B4_GROUP TK_B4_GROUP);
 
 /* The same with four groups per loop (quads = k / 16). */
 void tk_conv_b4_sat4(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
                      int oc_n, int quads);
-
-__asm(
-    ".pushsection .text.tk_conv_b4_sat4,\"ax\",%progbits\n\t"
-    ".syntax unified\n\t"
-    ".thumb\n\t"
-    ".align 2\n\t"
-    ".global tk_conv_b4_sat4\n\t"
-    ".thumb_func\n\t"
-    ".type tk_conv_b4_sat4, %function\n"
-    "tk_conv_b4_sat4:\n\t"
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #32\n\t"
-    "ldr r4, [sp, #68]\n\t"
-    "str r3, [sp]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #4]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #8]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #12]\n\t"
-    "str r0, [sp, #16]\n\t"
-    "movs r6, #28\n\t"
-    "mla r6, r4, r6, r2\n\t"
-    "str r6, [sp, #20]\n\t"
-    "ldr r5, [sp, #72]\n\t"
-    "str r5, [sp, #24]\n\t"
-    "mov r7, r2\n\t"
-    "mov r10, r1\n\t"
-    "2:\n\t"
-    "ldm r7!, {r0, r1, r2, r3}\n\t"
-    "ldr r11, [sp, #16]\n\t"
-    "ldr lr, [sp, #24]\n\t"
-    "4:\n\t"
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    "subs lr, lr, #1\n\t"
-    "bne 4b\n\t"
-    "ldm r7!, {r4, r5, r6}\n\t"
-    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldm sp, {r8, r9, r11, r12}\n\t"
-    "strb r0, [r8], #1\n\t"
-    "strb r1, [r9], #1\n\t"
-    "strb r2, [r11], #1\n\t"
-    "strb r3, [r12], #1\n\t"
-    "stm sp, {r8, r9, r11, r12}\n\t"
-    "ldr lr, [sp, #20]\n\t"
-    "cmp r7, lr\n\t"
-    "bne 2b\n\t"
-    "add sp, sp, #32\n\t"
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_conv_b4_sat4, . - tk_conv_b4_sat4\n\t"
-    ".popsection\n");
+TK_B4_SAT_FN("tk_conv_b4_sat4", TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP);
 
 /* The same with eight groups per loop (octs = k / 32). */
 void tk_conv_b4_sat8(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
                      int oc_n, int octs);
-
-__asm(
-    ".pushsection .text.tk_conv_b4_sat8,\"ax\",%progbits\n\t"
-    ".syntax unified\n\t"
-    ".thumb\n\t"
-    ".align 2\n\t"
-    ".global tk_conv_b4_sat8\n\t"
-    ".thumb_func\n\t"
-    ".type tk_conv_b4_sat8, %function\n"
-    "tk_conv_b4_sat8:\n\t"
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #32\n\t"
-    "ldr r4, [sp, #68]\n\t"
-    "str r3, [sp]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #4]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #8]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #12]\n\t"
-    "str r0, [sp, #16]\n\t"
-    "movs r6, #28\n\t"
-    "mla r6, r4, r6, r2\n\t"
-    "str r6, [sp, #20]\n\t"
-    "ldr r5, [sp, #72]\n\t"
-    "str r5, [sp, #24]\n\t"
-    "mov r7, r2\n\t"
-    "mov r10, r1\n\t"
-    "2:\n\t"
-    "ldm r7!, {r0, r1, r2, r3}\n\t"
-    "ldr r11, [sp, #16]\n\t"
-    "ldr lr, [sp, #24]\n\t"
-    "4:\n\t"
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    TK_B4_GROUP
-    "subs lr, lr, #1\n\t"
-    "bne 4b\n\t"
-    "ldm r7!, {r4, r5, r6}\n\t"
-    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldm sp, {r8, r9, r11, r12}\n\t"
-    "strb r0, [r8], #1\n\t"
-    "strb r1, [r9], #1\n\t"
-    "strb r2, [r11], #1\n\t"
-    "strb r3, [r12], #1\n\t"
-    "stm sp, {r8, r9, r11, r12}\n\t"
-    "ldr lr, [sp, #20]\n\t"
-    "cmp r7, lr\n\t"
-    "bne 2b\n\t"
-    "add sp, sp, #32\n\t"
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_conv_b4_sat8, . - tk_conv_b4_sat8\n\t"
-    ".popsection\n");
+TK_B4_SAT_FN("tk_conv_b4_sat8", TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP
+             TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP);
 
 /* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3) and n_ch
  * of the oc_n channels: an odd group count enters the unrolled loop at its second half, and
