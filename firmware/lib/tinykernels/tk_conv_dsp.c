@@ -33,6 +33,42 @@ static inline void put16(tk_w32 *base, int which, int k, int32_t v) {
   h[(k >> 1) & 1] = (int16_t)v;
 }
 
+/* The kp bytes of the patch at (y0, x0) for channel counts that are not a multiple of four
+ * (3 for the first layer): whole kernel rows copied as one run where they lie inside the image,
+ * the zero point outside it and as padding up to kp. */
+static void gather_bytes(const tk_conv_params *p, const int8_t *in, int y0, int x0, int kp,
+                         int8_t *tmp) {
+  const int ic = p->in_c;
+  const int8_t zp = (int8_t)(-p->in_offset);
+  int ky, kx, k = 0, i;
+  if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+    const int run = p->k_w * ic;
+    for (ky = 0; ky < p->k_h; ++ky, k += run) {
+      const int y = y0 + p->dil_h * ky;
+      if (y >= 0 && y < p->in_h) {
+        const int8_t *ip = in + ((long)y * p->in_w + x0) * ic;
+        for (i = 0; i + 4 <= run; i += 4) {
+          *(tk_u32u *)(void *)(tmp + k + i) = *(const tk_u32u *)(const void *)(ip + i);
+        }
+        for (; i < run; ++i) tmp[k + i] = ip[i];
+      } else {
+        for (i = 0; i < run; ++i) tmp[k + i] = zp;
+      }
+    }
+  } else {
+    for (ky = 0; ky < p->k_h; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      for (kx = 0; kx < p->k_w; ++kx, k += ic) {
+        const int x = x0 + p->dil_w * kx;
+        const int inside = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w;
+        const int8_t *ip = in + ((long)y * p->in_w + x) * ic;
+        for (i = 0; i < ic; ++i) tmp[k + i] = inside ? ip[i] : zp;
+      }
+    }
+  }
+  for (; k < kp; ++k) tmp[k] = zp;
+}
+
 /* Patch of output pixel `px` into slot `which` (0/1) of an interleaved pixel pair; `tmp` holds
  * kp bytes for channel counts that are not a multiple of four. */
 static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *dst, int which,
@@ -42,7 +78,6 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
   const int ic = p->in_c;
   const int32_t off2 = (int32_t)(((uint32_t)(p->in_offset & 0xFFFF) << 16) |
                                  (uint32_t)(p->in_offset & 0xFFFF));
-  const int8_t zp = (int8_t)(-p->in_offset);
   int ky, kx, k = 0, i;
   if (p->k_h == 1 && p->k_w == 1 && (ic & 3) == 0 && y0 >= 0 && x0 >= 0) {
     /* Pointwise: the pixel's channels are the patch. */
@@ -63,22 +98,8 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
     }
     return;
   }
-  if ((ic & 3) && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
-    /* Channel counts like 3 (the first layer): copy each kernel row as one run of bytes. */
-    const int run = p->k_w * ic;
-    for (ky = 0; ky < p->k_h; ++ky, k += run) {
-      const int y = y0 + p->dil_h * ky;
-      if (y >= 0 && y < p->in_h) {
-        const int8_t *ip = in + ((long)y * p->in_w + x0) * ic;
-        for (i = 0; i + 4 <= run; i += 4) {
-          *(tk_u32u *)(void *)(tmp + k + i) = *(const tk_u32u *)(const void *)(ip + i);
-        }
-        for (; i < run; ++i) tmp[k + i] = ip[i];
-      } else {
-        for (i = 0; i < run; ++i) tmp[k + i] = zp;
-      }
-    }
-    for (; k < kp; ++k) tmp[k] = zp;
+  if (ic & 3) {
+    gather_bytes(p, in, y0, x0, kp, tmp);
     expand4(tmp, kp >> 2, off2, dst + which, 2);
     return;
   }
@@ -86,26 +107,13 @@ static void im2col(const tk_conv_params *p, const int8_t *in, int px, tk_w32 *ds
     const int y = y0 + p->dil_h * ky;
     for (kx = 0; kx < p->k_w; ++kx, k += ic) {
       const int x = x0 + p->dil_w * kx;
-      const int inside = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w;
-      const int8_t *ip = in + ((long)y * p->in_w + x) * ic;
-      if ((ic & 3) == 0) {
-        tk_w32 *d = dst + 2 * (k >> 1) + which;
-        if (inside) {
-          expand4(ip, ic >> 2, off2, d, 2);
-        } else {
-          for (i = 0; i < ic >> 1; ++i) d[2 * i] = 0;
-        }
-      } else if (inside) {
-        for (i = 0; i < ic; ++i) tmp[k + i] = ip[i];
+      tk_w32 *d = dst + 2 * (k >> 1) + which;
+      if (y >= 0 && y < p->in_h && x >= 0 && x < p->in_w) {
+        expand4(in + ((long)y * p->in_w + x) * ic, ic >> 2, off2, d, 2);
       } else {
-        for (i = 0; i < ic; ++i) tmp[k + i] = zp;
+        for (i = 0; i < ic >> 1; ++i) d[2 * i] = 0;
       }
     }
-  }
-  if (ic & 3) {
-    for (; k < kp; ++k) tmp[k] = zp;
-    expand4(tmp, kp >> 2, off2, dst + which, 2);
-    return;
   }
   for (; k < kp; ++k) put16(dst, which, k, 0);
 }
@@ -380,7 +388,7 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
   const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
   const int ic = p->in_c;
   const int8_t zp = (int8_t)(-p->in_offset);
-  int ky, kx, k = 0, i;
+  int ky, kx, k = 0;
   if ((ic & 3) == 0) {
     if (p->k_h == 1 && p->k_w == 1 && y0 >= 0 && x0 >= 0) {
       expand4_b4(in + ((long)y0 * p->in_w + x0) * ic, ic >> 2, off2, dst);
@@ -424,32 +432,7 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
     im2col_rgb3x3(r[0], r[1], r[2], (uint8_t)zp, __sadd16((uint32_t)off2, (uint32_t)off2), dst);
     return;
   }
-  if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
-    const int run = p->k_w * ic;
-    for (ky = 0; ky < p->k_h; ++ky, k += run) {
-      const int y = y0 + p->dil_h * ky;
-      if (y >= 0 && y < p->in_h) {
-        const int8_t *ip = in + ((long)y * p->in_w + x0) * ic;
-        for (i = 0; i + 4 <= run; i += 4) {
-          *(tk_u32u *)(void *)(tmp + k + i) = *(const tk_u32u *)(const void *)(ip + i);
-        }
-        for (; i < run; ++i) tmp[k + i] = ip[i];
-      } else {
-        for (i = 0; i < run; ++i) tmp[k + i] = zp;
-      }
-    }
-  } else {
-    for (ky = 0; ky < p->k_h; ++ky) {
-      const int y = y0 + p->dil_h * ky;
-      for (kx = 0; kx < p->k_w; ++kx, k += ic) {
-        const int x = x0 + p->dil_w * kx;
-        const int inside = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w;
-        const int8_t *ip = in + ((long)y * p->in_w + x) * ic;
-        for (i = 0; i < ic; ++i) tmp[k + i] = inside ? ip[i] : zp;
-      }
-    }
-  }
-  for (; k < kp; ++k) tmp[k] = zp;
+  gather_bytes(p, in, y0, x0, kp, tmp);
   expand4_b4(tmp, kp >> 2, off2, dst);
 }
 
