@@ -74,14 +74,7 @@ int port_uart_set_baud(uint32_t b) {
 uint32_t port_counter(void) { return cmsdk_ticks() * INSNS_PER_TICK; }
 uint8_t port_counter_kind(void) { return PORT_COUNTER_INSTRUCTIONS; }
 
-uint32_t port_millis(void) {
-    static uint32_t last;
-    static uint64_t total; /* ticks since boot, immune to the 32-bit wrap */
-    uint32_t t = cmsdk_ticks();
-    total += (uint32_t)(t - last);
-    last = t;
-    return (uint32_t)(total / (cmsdk_board.sysclk_hz / 1000u));
-}
+uint32_t port_millis(void) { return cm_millis(cmsdk_ticks(), cmsdk_board.sysclk_hz / 1000u); }
 
 const char *port_board_name(void) { return cmsdk_board.name; }
 uint32_t port_cpu_hz(void) { return cmsdk_board.sysclk_hz; }

@@ -45,3 +45,11 @@ void cm_sleep_until_irq(unsigned irq, uint32_t ticks) {
 void cm_nvic_enable(unsigned irq) { CM_NVIC_ISER(irq / 32u) = 1u << (irq % 32u); }
 
 void cm_nvic_clear(unsigned irq) { CM_NVIC_ICPR(irq / 32u) = 1u << (irq % 32u); }
+
+uint32_t cm_millis(uint32_t now, uint32_t per_ms) {
+    static uint32_t last;
+    static uint64_t total; /* counts since boot, immune to the 32-bit wrap */
+    total += (uint32_t)(now - last);
+    last = now;
+    return (uint32_t)(total / per_ms);
+}

@@ -26,4 +26,8 @@ void cm_sleep_until_irq(unsigned irq, uint32_t ticks);
 void cm_nvic_enable(unsigned irq);
 void cm_nvic_clear(unsigned irq);
 
+/* Milliseconds since boot from a free-running 32-bit up-counter read as `now`, advancing
+   `per_ms` counts per millisecond; call at least once per counter wrap. */
+uint32_t cm_millis(uint32_t now, uint32_t per_ms);
+
 #endif

@@ -166,14 +166,7 @@ int port_uart_set_baud(uint32_t b) {
 uint32_t port_counter(void) { return use_dwt ? DWT_CYCCNT : TIM2_CNT; }
 uint8_t port_counter_kind(void) { return use_dwt ? PORT_COUNTER_CYCLES : PORT_COUNTER_MICROS; }
 
-uint32_t port_millis(void) {
-    static uint32_t last;
-    static uint64_t total; /* counts since boot, immune to the 32-bit wrap */
-    uint32_t t = port_counter();
-    total += (uint32_t)(t - last);
-    last = t;
-    return (uint32_t)(total / (use_dwt ? cpu_hz / 1000u : 1000u));
-}
+uint32_t port_millis(void) { return cm_millis(port_counter(), use_dwt ? cpu_hz / 1000u : 1000u); }
 
 #ifndef TP_BOARD_NAME
 #define TP_BOARD_NAME "disco_f407vg"
