@@ -212,11 +212,10 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
         raise ConfigError(f"--backend {backend}: the kernel bench is for aot; use "
                           "compare_backends for tflm")
     e = get_env(env)
+    from pipeline.tflm import read_model
+
     path = Path(model)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read model ({err.strerror})") from None
+    data, _ = read_model(path)
     prof = profile_tflite(data, measure_arena=measure_tflm_arena)
     graph = load_graph(data, str(path))
     own = work_dir is None

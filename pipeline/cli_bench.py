@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.aot.arm import ENVS
+from pipeline.bench import BACKENDS
 
 COMMANDS = ("bench",)
 
@@ -18,7 +19,7 @@ COMMANDS = ("bench",)
 @click.option("--env", default="qemu-m4", show_default=True, type=click.Choice(sorted(ENVS)),
               help="QEMU machine to measure on")
 @click.option("--backend", default="aot", show_default=True,
-              type=click.Choice(["aot", "tflm", "both"]),
+              type=click.Choice(BACKENDS),
               help="aot: per-layer kernel bench (DSP vs reference kernels); tflm: the TFLM "
                    "firmware (needs TFLM_DIR); both: the kernel bench, then AOT and TFLM "
                    "firmware side by side on the same inputs")
