@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifact import ModelArtifact
 from pipeline.quantize import quantize_input
-from pipeline.tflite_info import read_model
 
 
 @dataclass
@@ -29,9 +29,11 @@ class Evaluation:
     tflm: Accuracy | None = None
     agreement_predictions: float | None = None  # int8 vs tflm: same top-1
     agreement_exact: float | None = None  # int8 vs tflm: byte-identical output tensor
+    tflm_outputs: np.ndarray | None = field(default=None, repr=False)  # host TFLM, per sample
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("tflm_outputs", None)
         for k in ("float", "int8", "tflm"):
             if d[k] is not None:
                 d[k].pop("predictions", None)
@@ -50,8 +52,8 @@ def score(y: np.ndarray, pred: np.ndarray, num_classes: int) -> Accuracy:
 
 def io_params(model_bytes: bytes) -> dict:
     """Input/output dtype, shape, scale and zero point of a .tflite model."""
-    info = read_model(model_bytes)
-    tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
+    art = ModelArtifact.load(model_bytes)
+    tin, tout = art.inputs[0], art.outputs[0]
     return {
         "input": {"dtype": tin.dtype, "shape": list(tin.shape),
                   "scale": tin.scale,
@@ -123,6 +125,7 @@ def evaluate(x_float: np.ndarray, y: np.ndarray, class_names: list[str],
             from pipeline.tflm import run_tflm
 
             out_tflm = run_tflm(tflite_bytes, xin).outputs[0]
+            ev.tflm_outputs = out_tflm
             ev.tflm = score(y, out_tflm.reshape(len(y), -1).argmax(-1), k)
             a = out_int8.reshape(len(y), -1)
             b = out_tflm.reshape(len(y), -1)

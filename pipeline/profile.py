@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.tflite_info import ModelInfo, read_model
-
-# The host interpreter measures the arena with 64-bit pointers, so its bookkeeping structs are
-# larger than on a 32-bit MCU; the tensor data itself is identical. The margin covers alignment
-# differences between TFLM versions and kernels that request scratch buffers differently.
-ARENA_MARGIN_FRACTION = 0.10
-ARENA_MARGIN_BYTES = 1024
+from pipeline.artifact import ARENA_MARGIN_BYTES, ARENA_MARGIN_FRACTION, ModelArtifact
+from pipeline.errors import UnsupportedOpError
 
 
 @dataclass
@@ -36,13 +30,22 @@ class Profile:
     param_bytes: int
     peak_activation_bytes: int  # largest input + output pair of any single layer
     tflite_bytes: int
+    model_hash: str = ""
     arena_bytes: int | None = None  # measured by the TFLM interpreter
     arena_bytes_with_margin: int | None = None
-    aot_arena_bytes: int | None = None
+    aot_arena_bytes: int | None = None  # the AOT engine's static plan
+    aot_unsupported: str | None = None  # why the AOT engine cannot compile the model
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Profile:
+        layers = [LayerCost(**{**lc, "input_shape": tuple(lc["input_shape"]),
+                               "output_shape": tuple(lc["output_shape"])})
+                  for lc in d.get("layers", [])]
+        return cls(**{**d, "layers": layers})
 
 
 def layer_macs(op: str, in_shape, out_shape, weight_shape) -> int:
@@ -59,47 +62,47 @@ def layer_macs(op: str, in_shape, out_shape, weight_shape) -> int:
     return 0
 
 
-def profile_tflite(model: bytes | str | Path, measure_arena: bool = True) -> Profile:
-    """Profile a .tflite model; optionally measure the TFLM arena in a child interpreter."""
-    info = read_model(model)
-    layers = _layers(info)
-    params = sum(int(np.prod(t.shape)) for t in _const_tensors(info))
-    param_bytes = sum(t.nbytes for t in _const_tensors(info))
+def profile_tflite(model: ModelArtifact | bytes | str | Path, measure_arena: bool = True,
+                   aot: bool = True) -> Profile:
+    """Profile a model: MACs and bytes per layer, the TFLM arena (measured in a child
+    interpreter) and the AOT engine's planned arena, each computed once per model."""
+    art = ModelArtifact.load(model)
+    layers = _layers(art)
+    consts = list(_const_tensors(art))
+    params = sum(int(np.prod(t.shape)) for t in consts)
+    param_bytes = sum(t.nbytes for t in consts)
     peak = 0
-    for op in info.ops:
-        live = [info.tensors[i] for i in op.inputs + op.outputs
-                if i >= 0 and info.tensors[i].data is None]
+    for op in art.ops:
+        live = [art.tensors[i] for i in op.inputs + op.outputs
+                if i >= 0 and art.tensors[i].data is None]
         peak = max(peak, sum(t.nbytes for t in live))
-    prof = Profile(layers, sum(lc.macs for lc in layers), params, param_bytes, peak, info.size)
+    prof = Profile(layers, sum(lc.macs for lc in layers), params, param_bytes, peak, art.size,
+                   art.hash)
     if measure_arena:
-        from pipeline.tflm import run_tflm
+        prof.arena_bytes = art.tflm_arena()
+        prof.arena_bytes_with_margin = art.tflm_arena_with_margin()
+    if aot:
+        from pipeline.aot import compile_model
 
-        data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-        arena = run_tflm(data).arena.get("total")
-        if arena is not None:
-            prof.arena_bytes = arena
-            prof.arena_bytes_with_margin = arena_with_margin(arena)
+        try:
+            prof.aot_arena_bytes = compile_model(art).arena_bytes
+        except UnsupportedOpError as e:
+            prof.aot_unsupported = str(e)
     return prof
 
 
-def arena_with_margin(measured: int) -> int:
-    """Measured arena plus the documented margin, rounded up to 16 bytes."""
-    raw = measured * (1 + ARENA_MARGIN_FRACTION) + ARENA_MARGIN_BYTES
-    return int(math.ceil(raw / 16) * 16)
-
-
-def _const_tensors(info: ModelInfo):
+def _const_tensors(info: ModelArtifact):
     seen = set()
     for op in info.ops:
         for i in op.inputs:
-            t = info.tensor(i)
+            t = info.tensors[i] if i >= 0 else None
             if t is not None and t.data is not None and i not in seen and t.shape and \
                     op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
                 seen.add(i)
                 yield t
 
 
-def _layers(info: ModelInfo) -> list[LayerCost]:
+def _layers(info: ModelArtifact) -> list[LayerCost]:
     out = []
     for op in info.ops:
         ins = [info.tensors[i] for i in op.inputs if i >= 0]
@@ -160,4 +163,6 @@ def format_table(prof: Profile) -> str:
         ratio = f" ({prof.aot_arena_bytes / prof.arena_bytes:.0%} of TFLM)" \
             if prof.arena_bytes else ""
         lines.append(f"- AOT arena (static plan): {prof.aot_arena_bytes:,} bytes{ratio}")
+    elif prof.aot_unsupported:
+        lines.append(f"- AOT engine: {prof.aot_unsupported}")
     return "\n".join(lines)

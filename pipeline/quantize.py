@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from pipeline._native import quiet_native
+from pipeline.artifact import ModelArtifact
 from pipeline.errors import ModelError
-from pipeline.tflite_info import ModelInfo, read_model
 
 # Ops whose presence means shapes are computed at run time (the Keras include_top pitfall).
 DYNAMIC_SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "UNPACK", "GATHER", "BROADCAST_TO",
@@ -75,19 +76,18 @@ def int8_converter(conv, representative: np.ndarray, per_channel: bool = True):
     return conv
 
 
-def lint(model: bytes | str, allow_float_io: bool = False) -> LintReport:
+def lint(model: ModelArtifact | bytes | str | Path, allow_float_io: bool = False) -> LintReport:
     """Refuse float/hybrid ops, uint8 tensors and dynamic shapes; return ops and versions."""
-    info = read_model(model)
-    where = model if isinstance(model, str) else "model"
-    problems = _problems(info, allow_float_io)
+    art = ModelArtifact.load(model)
+    where = art.name if isinstance(model, (str, Path, ModelArtifact)) else "model"
+    problems = _problems(art, allow_float_io)
     if problems:
         raise ModelError(f"{where}: not a full-int8 MCU model: {'; '.join(problems)}")
-    return LintReport([(n, max(o.version for o in info.ops if o.name == n))
-                       for n in info.op_names],
-                      info.tensors[info.inputs[0]].dtype, info.tensors[info.outputs[0]].dtype)
+    return LintReport([(n, art.op_version(n)) for n in art.op_names],
+                      art.inputs[0].dtype, art.outputs[0].dtype)
 
 
-def _problems(info: ModelInfo, allow_float_io: bool) -> list[str]:
+def _problems(info: ModelArtifact, allow_float_io: bool) -> list[str]:
     out = []
     for op in info.ops:
         label = f"op #{op.index} {op.name}"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InterpreterCrash, ModelError
+from pipeline.artifact import ModelArtifact
+from pipeline.errors import InterpreterCrash
 
 # Big enough for any model tinypipe targets; the recording allocator reports what is really used.
 DEFAULT_ARENA = 32 * 1024 * 1024
@@ -34,19 +35,8 @@ class TflmResult:
     log: str = ""
 
 
-def read_model(model: bytes | str | Path) -> tuple[bytes, str]:
-    """A model as (bytes, name for messages); an unreadable file is a one-line ModelError."""
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model), "<model bytes>"
-    path = Path(model)
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
-
-
 def run_tflm(
-    model: bytes | str | Path,
+    model: ModelArtifact | bytes | str | Path,
     inputs: np.ndarray | list[np.ndarray] | None = None,
     arena_size: int = DEFAULT_ARENA,
     timeout: float = 3600.0,
@@ -54,7 +44,7 @@ def run_tflm(
     """Invoke the TFLM interpreter once per sample.
 
     Args:
-        model: .tflite bytes or path.
+        model: a ModelArtifact, or .tflite bytes or path.
         inputs: one array per model input, first axis = sample, remaining axes = the tensor shape
             (a leading batch dimension of 1 may be left out). None measures the arena only.
         arena_size: arena given to the interpreter.
@@ -63,7 +53,8 @@ def run_tflm(
     Returns:
         TflmResult with outputs shaped (N, *tensor_shape_without_batch_1).
     """
-    data, name = read_model(model)
+    art = ModelArtifact.load(model)
+    data, name = art.data, art.name
     if inputs is None:
         inputs = []
     elif isinstance(inputs, np.ndarray):

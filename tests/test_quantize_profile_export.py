@@ -5,11 +5,11 @@ import subprocess
 import numpy as np
 import pytest
 
+from pipeline.artifact import ModelArtifact, model_hash
 from pipeline.errors import ModelError
-from pipeline.export import RESOLVER_METHODS, export_tflm, model_hash
+from pipeline.export import RESOLVER_METHODS, export_tflm
 from pipeline.profile import layer_macs, profile_keras, profile_tflite
 from pipeline.quantize import lint, quantize_input
-from pipeline.tflite_info import read_model
 
 ALLOWED = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MEAN", "AVERAGE_POOL_2D",
            "FULLY_CONNECTED", "RESHAPE", "SOFTMAX"}
@@ -21,7 +21,7 @@ def test_int8_model_is_mcu_clean(tiny_run):
     rep = lint(data)
     assert rep.input_dtype == "int8" and rep.output_dtype == "int8"
     assert {n for n, _ in rep.ops} <= ALLOWED
-    info = read_model(data)
+    info = ModelArtifact.load(data)
     assert all(t.dtype in ("int8", "int32") for t in info.tensors)
 
 
@@ -85,7 +85,7 @@ def test_export_tflm_sources(tiny_run, tmp_path):
     assert f"g_model_data_len = {len(data)};" in cc
     assert "alignas(16) const unsigned char g_model_data[]" in cc
     resolver = (tmp_path / "c" / "op_resolver.h").read_text()
-    want = read_model(data).op_names
+    want = ModelArtifact.load(data).op_names
     assert re.findall(r"r\.(Add\w+)\(\)", resolver) == [RESOLVER_METHODS[o] for o in want]
     assert "MicroMutableOpResolver<kNumModelOps>" in resolver
     assert f"kNumModelOps = {len(want)}" in resolver
@@ -131,8 +131,9 @@ def test_qat_is_measured_and_kept_only_if_better(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(src, run)
     cfg = load_config(run / "config.yaml", ["quantize.qat_epochs=1"])
-    data = Stages(cfg, RunDir(run)).quantize()
+    art, q = Stages(cfg, RunDir(run)).quantize()
     st = json.loads((run / "state.json").read_text())["quantize"]
     assert st["method"] == ("qat" if st["qat_val_accuracy"] > st["ptq_val_accuracy"] else "ptq")
-    assert lint(data).input_dtype == "int8"
-    assert (run / "model.tflite").read_bytes() == data
+    assert q.method == st["method"] and q.model_hash == art.hash
+    assert lint(art).input_dtype == "int8"
+    assert (run / "model.tflite").read_bytes() == art.data

@@ -1,12 +1,12 @@
 """Ahead-of-time compiler: int8 .tflite -> dependency-free C99, bit-exact with TFLite Micro.
 
-    export_aot(model, out_dir, prefix="tp") -> AotResult
-    check_supported(model) -> None   (raises UnsupportedOpError)
+    export_aot(model, out_dir, prefix="tp") -> AotResult    (writes the C folder)
+    compile_model(model) -> Compiled                       (lowered + planned, nothing written)
+    check_supported(model) -> None                         (raises UnsupportedOpError)
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.aot import emit
-from pipeline.aot.graph import Graph, load_graph
+from pipeline.aot.graph import Graph
 from pipeline.aot.ops import Kernel, Unsupported, lower
-from pipeline.aot.planner import Step, plan
+from pipeline.aot.planner import Plan, Step, plan
+from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
-from pipeline.tflm import read_model
 
-__all__ = ["AotResult", "export_aot", "check_supported", "KERNELS_DIR"]
+__all__ = ["AotResult", "Compiled", "compile_model", "export_aot", "check_supported",
+           "KERNELS_DIR"]
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
 _COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
@@ -63,15 +64,42 @@ def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
     return out
 
 
-def check_supported(model: bytes | str | Path) -> None:
+def check_supported(model: ModelArtifact | bytes | str | Path) -> None:
     """Raise UnsupportedOpError (one line, naming op, index and model) unless fully supported."""
-    data, name = read_model(model)
-    _lower_all(load_graph(data, name))
+    _lower_all(ModelArtifact.load(model).graph)
 
 
-def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash: str,
-           tmp: Path) -> AotResult:
-    names = emit.Names(prefix)
+@dataclass
+class Compiled:
+    """A model lowered to kernels with its arena planned: everything but the C text."""
+
+    graph: Graph
+    kernels: list[tuple[int, Kernel]]
+    plan: Plan
+    const_of: dict[int, int]
+    model_hash: str
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.total
+
+    @property
+    def op_names(self) -> list[str]:
+        return [self.graph.ops[i].name for i, _ in self.kernels]
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({k.family for _, k in self.kernels if k.family})
+
+
+def compile_model(model: ModelArtifact | bytes | str | Path) -> Compiled:
+    """Lower every op and plan the arena (UnsupportedOpError names the first op it cannot)."""
+    art = ModelArtifact.load(model)
+    cached = art.__dict__.get("aot_compiled")
+    if cached is not None:
+        return cached
+    g = art.graph
+    kernels = _lower_all(g)
     # Constants read by kernels become weight arrays; aliases of constants point at them.
     const_of: dict[int, int] = {}
     for _, k in kernels:
@@ -90,17 +118,22 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
     for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
         if tid >= 0 and tid not in const_of:
             nbytes[tid] = g.tensors[tid].nbytes
-    p = plan(steps, nbytes, g.inputs, g.outputs)
+    compiled = Compiled(g, kernels, plan(steps, nbytes, g.inputs, g.outputs), const_of, art.hash)
+    art.__dict__["aot_compiled"] = compiled  # emitting C does not change it
+    return compiled
 
-    weight_ids = sorted({c for c in const_of.values()})
+
+def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
+    g, kernels, p = c.graph, c.kernels, c.plan
+    names = emit.Names(prefix)
+    weight_ids = sorted(set(c.const_of.values()))
     weights, wbytes = emit.weights_source(g, weight_ids, names)
-    decls, body = emit.invoke_source(g, kernels, p, const_of, names)
-    op_names = [g.ops[i].name for i, _ in kernels]
-    families = sorted({k.family for _, k in kernels if k.family})
+    decls, body = emit.invoke_source(g, kernels, p, c.const_of, names)
+    op_names, families = c.op_names, c.families
 
     files = []
     hdr = tmp / f"{prefix}_model.h"
-    hdr.write_text(emit.header_source(g, p, names, model_hash, wbytes, op_names))
+    hdr.write_text(emit.header_source(g, p, names, c.model_hash, wbytes, op_names))
     src = tmp / f"{prefix}_model.c"
     src.write_text(emit.model_source(g, p, names, weights, decls, body,
                                      any("memcpy" in line for line in body)))
@@ -116,14 +149,12 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
     return AotResult(tmp, files, p.total, wbytes, op_names, families)
 
 
-def export_aot(model: bytes | str | Path, out_dir: str | Path, prefix: str = "tp") -> AotResult:
+def export_aot(model: ModelArtifact | bytes | str | Path, out_dir: str | Path,
+               prefix: str = "tp") -> AotResult:
     """Compile `model` to C in `out_dir` (created or updated; nothing is written on failure)."""
     if not _IDENT.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: must be a C identifier")
-    data, name = read_model(model)
-    g = load_graph(data, name)
-    kernels = _lower_all(g)
-    model_hash = hashlib.sha256(data).hexdigest()[:16]
+    compiled = compile_model(model)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -131,7 +162,7 @@ def export_aot(model: bytes | str | Path, out_dir: str | Path, prefix: str = "tp
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become out_dir's mode
     try:
-        res = _build(g, kernels, prefix, model_hash, tmp)
+        res = _write(compiled, prefix, tmp)
         if not out_dir.exists():
             os.replace(tmp, out_dir)
         else:
