@@ -13,19 +13,25 @@ from pipeline.errors import ModelError
 
 def publish(run_dir: str | Path, dest: str | Path) -> dict:
     """Copy a finished run's int8 model and plots into `dest` with its card; returns the card."""
+    from pipeline.run import RunDir
+
     run = Path(run_dir)
-    state_path = run / "state.json"
     for need in ("model.tflite", "config.yaml", "state.json"):
         if not (run / need).exists():
             raise ModelError(f"{run / need}: missing; run `tinypipe run --out {run}` first")
-    st = json.loads(state_path.read_text())
-    if "evaluate" not in st or "profile" not in st:
-        raise ModelError(f"{run}: evaluate and profile stages have not run")
+    rd = RunDir(run)
+    art = rd.model()
+    evaluated, profiled = rd.load("evaluate", art.hash), rd.load("profile", art.hash)
+    if evaluated is None or profiled is None:
+        raise ModelError(f"{run}: evaluate and profile stages have not run on model.tflite")
+    trained = rd.load("train")
     cfg = load_config(run / "config.yaml")
-    ev, prof, tr = st["evaluate"], st["profile"], st.get("train", {})
+    ev, prof = {"split": evaluated.split, **evaluated.evaluation}, profiled.to_dict()
+    tr = vars(trained) if trained else {}
     card = {
         "name": cfg.name,
         "tinypipe_version": __version__,
+        "model_hash": art.hash,
         "preprocess": {"pixel_scale": cfg.preprocess.pixel_scale,
                        "pixel_offset": cfg.preprocess.pixel_offset,
                        "channels": cfg.preprocess.channels, "height": cfg.preprocess.height,

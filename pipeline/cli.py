@@ -124,10 +124,11 @@ def train(config, out, overrides, epochs, alpha, data_path):
     """
     st, con = _stages(config, out, overrides, epochs, alpha, data_path)
     try:
-        st.train()
+        _, summary = st.train()
     finally:
         con.close()
-    click.echo(f"trained model: {st.run.keras}")
+    click.echo(f"trained model: {st.run.keras} (best epoch {summary.best_epoch} of "
+               f"{summary.epochs}, {summary.seconds:.0f} s)")
 
 
 @cli.command()
@@ -140,8 +141,8 @@ def quantize(config, out, overrides, epochs, alpha, data_path):
       tinypipe quantize --out runs/demo
     """
     st, _ = _stages(config, out, overrides, epochs, alpha, data_path)
-    data = st.quantize()
-    click.echo(f"int8 model: {st.run.tflite} ({len(data):,} bytes)")
+    art, q = st.quantize()
+    click.echo(f"int8 model: {st.run.tflite} ({art.size:,} bytes, hash {art.hash}, {q.method})")
 
 
 @cli.command()
@@ -171,8 +172,7 @@ def evaluate(config, out, model_path, data_path, overrides, limit):
     if out is None:
         raise click.UsageError("give --out RUN_DIR or --model M.tflite --data DATA")
     st, _ = _stages(config, out, ov, data_path=data_path)
-    ev = st.evaluate()
-    _print_eval(ev.to_dict())
+    _print_eval(st.evaluate().evaluation)
 
 
 def _print_eval(d: dict) -> None:
@@ -215,7 +215,7 @@ def profile(config, out, model_path, overrides, json_out, board_env):
         raise click.UsageError("give --out RUN_DIR or --model M.tflite")
     click.echo(format_table(prof))
     if board_env:
-        from pipeline.hil.boards import print_fit
+        from pipeline.boards import print_fit
 
         print_fit(prof, board_env, click.echo)
     if json_out:
@@ -249,8 +249,9 @@ def export(out, model_path, backend, prefix, config, overrides):
     ov = list(overrides) + ([f"export.prefix={prefix}"] if prefix else [])
     st, _ = _stages(config, out, ov)
     res = st.export(backend=backend)
-    for k, v in res.items():
-        click.echo(f"{k}: {v}")
+    for k, v in vars(res).items():
+        if v is not None:
+            click.echo(f"{k}: {v}")
 
 
 @cli.command()

@@ -10,9 +10,8 @@ import yaml
 from click.testing import CliRunner
 from tp_helpers import REPO, tiny_config_dict
 
+from pipeline.artifact import ModelArtifact, model_hash
 from pipeline.cli import cli
-from pipeline.export import model_hash
-from pipeline.tflite_info import read_model
 
 COMMANDS = ["train", "quantize", "evaluate", "profile", "export", "run"]
 
@@ -67,15 +66,26 @@ def test_not_a_tflite_is_one_line(tmp_path):
     _one_line_error(proc, "m.tflite")
 
 
-def test_run_end_to_end(tmp_path):
+def test_run_end_to_end(tmp_path, monkeypatch):
     """The whole pipeline on a tiny synthetic config, through the CLI, with real outcomes."""
     import keras
 
+    import pipeline.tflm
     from pipeline.profile import profile_keras
+
+    calls = []  # every host TFLM run: (model hash, with inputs?)
+    real_run_tflm = pipeline.tflm.run_tflm
+
+    def counting_run_tflm(model, inputs=None, *a, **kw):
+        calls.append((ModelArtifact.load(model).hash, inputs is not None))
+        return real_run_tflm(model, inputs, *a, **kw)
+
+    monkeypatch.setattr(pipeline.tflm, "run_tflm", counting_run_tflm)
 
     cfg = tmp_path / "tiny.yaml"
     # the device stage too: offline firmware build, QEMU Cortex-M4, 40 test samples streamed
-    cfg.write_text(yaml.safe_dump(tiny_config_dict(hil={"env": "qemu-m4", "limit": 40})))
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(hil={"env": "qemu-m4", "limit": 40},
+                                                   export={"backend": "both"})))
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["run", "--config", str(cfg), "--out", str(out)],
                              catch_exceptions=False)
@@ -96,7 +106,8 @@ def test_run_end_to_end(tmp_path):
     assert arr == data
     # op list in the resolver == the model's ops
     resolver = (out / "c" / "tflm" / "op_resolver.h").read_text()
-    assert len(re.findall(r"r\.Add\w+\(\)", resolver)) == len(read_model(data).op_names)
+    n_ops = len(ModelArtifact.load(data).op_names)
+    assert len(re.findall(r"r\.Add\w+\(\)", resolver)) == n_ops
     assert model_hash(data) in (out / "c" / "tflm" / "model_settings.h").read_text()
     # MACs == an independent count on the float Keras graph
     assert report["model"]["macs"] == profile_keras(
@@ -109,6 +120,14 @@ def test_run_end_to_end(tmp_path):
     for f in ("report.md", "curves.png", "confusion.png", "profile.md", "evaluation.json",
               "hil/hil.json"):
         assert (out / f).stat().st_size > 0, f
+    # each stage ran once and handed its result on: the arena was measured once (profile),
+    # the host TFLM outputs computed once (evaluate) and reused by the device stage, which
+    # built from c/aot instead of exporting the model again
+    h = model_hash(data)
+    assert sorted(c for c in calls if c[0] == h) == [(h, False), (h, True)], calls
+    assert not (out / "hil" / "firmware" / "model").exists()
+    state = json.loads((out / "state.json").read_text())
+    assert {st["model_hash"] for k, st in state.items() if k != "train"} == {h}
     # a stage re-run from the run folder reuses its saved config
     res = CliRunner().invoke(cli, ["evaluate", "--out", str(out), "--limit", "20"],
                              catch_exceptions=False)
