@@ -11,7 +11,7 @@ APT_PKGS  := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-
              libclang-rt-14-dev
 DEMO_OUT  ?= runs/demo
 PYTEST    ?= $(VENV)/bin/pytest
-HIL_ENVS  ?= --env qemu-m4 --env qemu-m7
+HIL_ENVS  ?= --env qemu-m4 --env qemu-m7 --env qemu-m55
 export PLATFORMIO_CORE_DIR ?= $(CURDIR)/.pio-core
 
 .PHONY: bootstrap apt venv pio demo test test-host test-hil lint clean

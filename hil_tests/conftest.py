@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_model  # noqa: E402
 
-from pipeline.hil.boards import board  # noqa: E402
-from pipeline.hil.emulator import Emulator  # noqa: E402
+from pipeline.artifact import ModelArtifact  # noqa: E402
+from pipeline.boards import board  # noqa: E402
+from pipeline.emulator import Emulator, make_emulator  # noqa: E402
 from pipeline.hil.link import Link  # noqa: E402
 
 DEFAULT_ENVS = ["qemu-m4", "qemu-m7"]
@@ -62,7 +62,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_hash(model_path: Path) -> str:
-    return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+    return ModelArtifact.load(model_path).hash
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +105,8 @@ def emulator(env: str, firmware: Path | None, request: pytest.FixtureRequest):
         yield None
         return
     qemu_bin = request.getfixturevalue("qemu")
-    assert spec.machine and firmware
-    with Emulator(spec.machine, firmware, qemu=qemu_bin) as emu:
+    assert firmware is not None
+    with make_emulator(spec, firmware, "qemu", qemu_bin) as emu:
         yield emu
 
 

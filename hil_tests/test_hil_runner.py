@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.boards import board
+from pipeline.emulator import Emulator
 from pipeline.errors import DeviceError
-from pipeline.hil.boards import board
-from pipeline.hil.emulator import Emulator
 from pipeline.hil.faults import FaultProxy
 from pipeline.hil.link import Link
 from pipeline.hil.runner import run_hil, stream

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.hil.boards import BOARDS
+from pipeline.boards import BOARDS
 
 COMMANDS = ("devices", "build", "flash", "hil")
 BACKEND = click.option(
@@ -59,13 +59,12 @@ def build(env: str, model: str | None, backend: str, out: str | None) -> None:
     Example:
       tinypipe build --env qemu-m4 --model runs/demo
     """
-    from pipeline.hil.build import build as do_build
-    from pipeline.hil.runner import model_bytes
+    from pipeline.hil.build import build_firmware
 
     con = _console()
     with con.status("building") as status:
-        elf = do_build(env, model_bytes(model) if model else None, backend=backend, out=out,
-                       progress=lambda m: status.update(m))
+        elf = build_firmware(env, model, backend=backend, out=out,
+                             progress=lambda m: status.update(m))
     click.echo(str(elf))
 
 
@@ -82,15 +81,9 @@ def flash(env: str, elf: str, port: str | None, emulator: str | None) -> None:
     Example:
       tinypipe flash --env qemu-m4 --elf build/firmware/qemu-m4/pio/qemu-m4/program.elf
     """
-    from pipeline.hil.boards import board
-    from pipeline.hil.emulator import make_emulator
     from pipeline.hil.runner import flash_firmware
 
-    spec = board(env)
-    if emulator or spec.default_emulator == "renode":
-        emu = make_emulator(spec, Path(elf), emulator).start()
-    else:
-        emu = flash_firmware(env, Path(elf), port)
+    emu = flash_firmware(env, Path(elf), port, emulator)
     if emu is None:
         click.echo(f"flashed {env}")
         return
@@ -124,14 +117,8 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None, ba
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.hil.boards import board
     from pipeline.hil.runner import run_hil
 
-    spec = board(env)
-    if emulator == "qemu" and not spec.emulated:
-        raise click.UsageError(f"{env} does not run under qemu (emulators: "
-                               f"{', '.join(spec.emulators) or 'none'})")
-    renode = do_flash and not port and (emulator or spec.default_emulator) == "renode"
     con = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), console=con, transient=False) as bar:
@@ -146,13 +133,9 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None, ba
                        rate=f"{rate:.0f} samples/s")
 
         say = lambda m: bar.update(task, description=m[:60])  # noqa: E731
-        if renode:
-            summary = _hil_renode(env, model, data, limit, out, on_sample, say, emulator,
-                                  backend)
-        else:
-            summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
-                              flash=do_flash, backend=backend, progress=on_sample,
-                              build_progress=say)
+        summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
+                          flash=do_flash, backend=backend, progress=on_sample,
+                          build_progress=say, emulator=emulator)
     kind = summary["counter"]
     click.echo(f"samples      : {summary['samples']}")
     click.echo(f"bit-exact    : {summary['bit_exact']}/{summary['samples']}")
@@ -163,26 +146,3 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None, ba
     click.echo(f"latency      : {lat['mean']:,.0f} {kind} mean, p99 {lat['p99']:,.0f}")
     click.echo(f"throughput   : {summary['throughput_sps']:.1f} samples/s")
     click.echo(f"report       : {Path(out) / 'hil.md'}")
-
-
-def _hil_renode(env: str, model: str, data: str, limit: int | None, out: str, on_sample,
-                say, emulator: str | None, backend: str = "aot") -> dict:
-    """Build, start Renode, run the data set through its UART socket, stop Renode."""
-    import shutil
-
-    from pipeline.errors import DeviceError
-    from pipeline.hil.boards import board
-    from pipeline.hil.build import build_firmware
-    from pipeline.hil.emulator import RENODE_MISSING, make_emulator
-    from pipeline.hil.runner import model_bytes, run_hil
-
-    spec = board(env)
-    emu = make_emulator(spec, "unbuilt.elf", emulator)  # fails early if Renode can't run it
-    if shutil.which(emu.renode) is None:  # before the slow build
-        raise DeviceError(RENODE_MISSING)
-    emu.elf = build_firmware(env, model_bytes(model), backend=backend, out=Path(out) / "firmware",
-                             progress=say)
-    say(f"starting Renode ({env})")
-    with emu.start():
-        return run_hil(env, model, data, port=emu.url, limit=limit, out_dir=out, flash=False,
-                       progress=on_sample, build_progress=say, timeout=spec.timeout)

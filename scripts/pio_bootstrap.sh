@@ -21,6 +21,10 @@ export PLATFORMIO_DISABLE_UPGRADE_CHECK=true
 export PLATFORMIO_SETTING_ENABLE_TELEMETRY=no
 export PLATFORMIO_NO_ANSI=true
 
+# Board JSON files of the project-local platform, generated from the board registry
+# (pipeline/boards.py); PlatformIO reads custom boards from $PLATFORMIO_CORE_DIR/boards.
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pipeline.boards write-pio-boards "$CORE/boards"
+
 if [[ -f "$PKG_DIR/.piopm" ]] && grep -q '"owner": "platformio"' "$PKG_DIR/.piopm" \
    && grep -q "\"version\": \"$PKG_VERSION\"" "$PKG_DIR/package.json"; then
   exit 0

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.hil.boards import BOARDS, KiB, MiB, board, fit_report, fit_summary
+from pipeline.boards import (
+    BOARDS,
+    LOCAL_PLATFORM,
+    KiB,
+    MiB,
+    board,
+    fit_report,
+    fit_summary,
+)
 from pipeline.profile import Profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,30 +119,15 @@ def test_profile_cli_unknown_board(tmp_path: Path, monkeypatch, env: str) -> Non
 
 
 def _pio_envs() -> dict[str, dict[str, str]]:
-    """platformio.ini's envs with `extends` and ${section.option} resolved (as PlatformIO does)."""
-    import configparser
-    import re
+    from pipeline.hil.build import pio_envs
 
-    ini = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-    ini.read(ROOT / "platformio.ini")
-
-    def options(section: str) -> dict[str, str]:
-        own = dict(ini[section])
-        base = options(own.pop("extends")) if "extends" in own else dict(ini["env"])
-        return base | own
-
-    def resolve(value: str) -> str:
-        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: resolve(ini[m[1]][m[2]]), value)
-
-    return {s.split(":", 1)[1]: {k: resolve(v) for k, v in options(s).items()}
-            for s in ini.sections() if s.startswith("env:")}
+    return pio_envs()
 
 
 def test_every_board_has_an_env_and_real_boards_pin_tflm() -> None:
     import re
 
     envs = _pio_envs()
-    assert set(BOARDS) <= set(envs)
     for name in ("esp32dev", "esp32-s3-devkitc-1", "nucleo_f746zg", "nano33ble", "pico"):
         deps = envs[name].get("lib_deps", "")
         # --backend tflm on a board: TFLM from a library pinned to a commit, found by chain+
@@ -146,3 +139,89 @@ def test_every_board_has_an_env_and_real_boards_pin_tflm() -> None:
     assert all("lib_deps" not in envs[e] for e in ("qemu-m4", "qemu-m7", "qemu-m55"))
     hint = (ROOT / "firmware/src/tflm_lib.cc").read_text()
     assert "TINYPIPE_TFLM_LIB" in hint and "micro_interpreter.h" in hint
+
+
+# ---- one registry: everything else is generated from it or checked against it ---------------
+
+
+def test_platformio_ini_agrees_with_the_registry() -> None:
+    envs = _pio_envs()
+    assert set(envs) == set(BOARDS), "platformio.ini envs and the registry differ"
+    for name, spec in BOARDS.items():
+        ini = envs[name]
+        assert ini["board"] == spec.pio_board, name
+        if spec.local:
+            assert ini["platform"] == f"symlink://firmware/platforms/{LOCAL_PLATFORM}", name
+            # board facts live in the generated board JSON, never in the ini
+            assert not any(k.startswith(("board_build.", "board_upload.")) for k in ini), name
+        else:
+            assert ini["platform"] == spec.platform, name
+        assert "TP_BOARD_NAME" not in ini.get("build_flags", ""), name  # the build adds it
+        for d in ini.get("custom_port_dirs", "").split():
+            assert (ROOT / d).is_dir(), (name, d)
+
+
+def test_local_board_json_is_generated_from_the_registry(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.boards import write_pio_boards
+
+    files = {p.stem: json.loads(p.read_text()) for p in write_pio_boards(tmp_path)}
+    local = {b.pio_board: b for b in BOARDS.values() if b.local}
+    assert set(files) == set(local)
+    for name, spec in local.items():
+        build = files[name]["build"]
+        assert build["f_cpu"] == f"{spec.cpu_hz}L" and build["cpu"] == spec.cpu, name
+        assert (ROOT / build["ldscript"]).is_file(), name
+        assert files[name]["upload"]["maximum_ram_size"] == spec.ram_bytes, name
+        if spec.emulated:
+            assert f"-DTP_INSNS_PER_TICK={spec.instructions_per_tick}" in build["extra_flags"]
+    # nothing committed restates them
+    assert not list((ROOT / "firmware/platforms").rglob("*.json"))[1:], \
+        "only platform.json may be committed under firmware/platforms"
+
+
+def test_bench_harness_takes_its_boards_from_the_registry() -> None:
+    from pipeline.aot.arm import ENVS, board_cflags
+
+    assert set(ENVS) == {b.env for b in BOARDS.values() if b.emulated}
+    for env, spec in ENVS.items():
+        flags = board_cflags(spec)
+        assert f"-mcpu={spec.cpu}" in flags and f"-DF_CPU={spec.cpu_hz}L" in flags, env
+        assert f"-DTP_INSNS_PER_TICK={spec.instructions_per_tick}" in flags, env
+
+
+def test_docs_board_table_is_the_generated_one() -> None:
+    from pipeline.boards import markdown_table
+
+    assert markdown_table() in (ROOT / "docs/boards.md").read_text(), \
+        "docs/boards.md is stale: paste `python -m pipeline.boards markdown`"
+
+
+def _clock_literals(hz: int) -> list[str]:
+    import re
+
+    return [re.escape(f"{hz:_}"), rf"\b{hz}[uUlL]*\b"]
+
+
+def test_board_clocks_are_defined_once() -> None:
+    """grep for any board's clock rate finds its one definition, in the registry.
+
+    The Renode platform description (firmware/renode/*.resc) is the emulator's model of the
+    board, not a build input: it must state the clock, and tests/test_renode.py checks it
+    against the registry."""
+    import re
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    files = [f for f in tracked if not f.startswith(("tests/", "models/", "firmware/renode/")) and
+             f.endswith((".py", ".c", ".h", ".cc", ".cpp", ".ini", ".json", ".ld", ".sh",
+                         ".resc", ".robot", ".yml", ".md"))]
+    clocks = {b.cpu_hz for b in BOARDS.values()} | {b.counter_hz for b in BOARDS.values()
+                                                   if b.counter_hz}
+    for hz in clocks:
+        pats = [re.compile(p) for p in _clock_literals(hz)]
+        where = [f for f in files if (ROOT / f).is_file() and
+                 any(p.search((ROOT / f).read_text(errors="replace")) for p in pats)]
+        assert where == ["pipeline/boards.py"], (hz, where)

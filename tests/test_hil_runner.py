@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.boards import BOARDS, board, boards_for_usb
 from pipeline.errors import DataError, DeviceError
-from pipeline.hil.boards import BOARDS, board, boards_for_usb
 from pipeline.hil.devices import find_port, list_devices
 from pipeline.hil.report import write_report
 from pipeline.hil.runner import load_npz

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.errors import DeviceError
-from pipeline.hil.boards import board
-from pipeline.hil.emulator import (
+from pipeline.boards import board
+from pipeline.emulator import (
     RENODE_MISSING,
     Emulator,
     RenodeEmulator,
     free_port,
     make_emulator,
 )
+from pipeline.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESC = ROOT / "firmware" / "renode" / "stm32f4_discovery.resc"
@@ -67,6 +67,9 @@ def test_resc_loads_the_elf_and_serves_usart2_on_port() -> None:
     assert "start" not in cmds  # the caller starts the emulation
     extra = next(c for c in cmds if c.startswith("machine LoadPlatformDescriptionFromString"))
     assert "Miscellaneous.DWT @ sysbus 0xE0001000" in extra and "0x10000000" in extra
+    # the emulated clocks are the registry's
+    hz = board("renode-f407").cpu_hz
+    assert f"frequency: {hz}" in extra and f"cpu PerformanceInMips {hz // 10**6}" in cmds
 
 
 def test_resc_matches_the_firmware_port() -> None:

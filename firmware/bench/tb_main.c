@@ -1,5 +1,7 @@
 /* QEMU benchmark / test harness: reads in.bin through semihosting, runs the model on every
- * sample, writes the outputs to out.bin and SysTick ticks to ticks.bin.
+ * sample, writes the outputs to out.bin and the port's counter (instructions under QEMU
+ * -icount) to ticks.bin. Linked with the firmware's own start-up code, linker script and board
+ * port, so it reads exactly the counter the HIL firmware reports.
  *
  * in.bin: uint32 sample count, then the inputs of every sample back to back.
  * ticks.bin: per sample one uint64 total; with TP_PROFILE also one uint64 per op.
@@ -7,9 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../src/port.h"
 #include "tp_model.h"
-
-uint64_t tb_ticks(void);
 
 static int semi(int op, void *arg) {
   register int r0 __asm("r0") = op;
@@ -18,7 +19,7 @@ static int semi(int op, void *arg) {
   return r0;
 }
 
-void tb_exit(int code) {
+static void tb_exit(int code) {
   /* SYS_EXIT: ADP_Stopped_ApplicationExit (0x20026) ends QEMU with status 0, else 1. */
   semi(0x18, (void *)(uintptr_t)(code == 0 ? 0x20026u : 0x20023u));
   for (;;) {
@@ -43,18 +44,25 @@ static int sio(int op, int fd, const void *buf, uint32_t n) {
 
 static void say(const char *s) { semi(0x04, (void *)s); }
 
+/* A fault ends the run with status 1 instead of the firmware's reset-and-retry. */
+void cm_fault_reset(void) {
+  say("tb: fault\n");
+  tb_exit(99);
+}
+
 #ifdef TP_PROFILE
-static uint64_t prof_t[TP_NUM_OPS + 1];
+static uint32_t prof_t[TP_NUM_OPS + 1];
 static int prof_n;
 void tp_profile_hook(int op_index) {
   (void)op_index;
-  if (prof_n <= TP_NUM_OPS) prof_t[prof_n++] = tb_ticks();
+  if (prof_n <= TP_NUM_OPS) prof_t[prof_n++] = port_counter();
 }
 #endif
 
-int main(void) {
+static int run(void) {
   uint32_t n = 0, s;
   int i, fi, fo, ft;
+  port_init();
   if (tp_init() != 0) return 3;
   fi = sopen("in.bin", 1);
   fo = sopen("out.bin", 5);
@@ -65,7 +73,8 @@ int main(void) {
   }
   if (sio(0x06, fi, &n, 4) != 0) return 5;
   for (s = 0; s < n; ++s) {
-    uint64_t t0, t1;
+    uint32_t t0;
+    uint64_t t1;
     for (i = 0; i < tp_num_inputs(); ++i) {
       if (sio(0x06, fi, tp_input(i), (uint32_t)tp_input_bytes(i)) != 0) {
         say("tb: short read\n");
@@ -75,21 +84,25 @@ int main(void) {
 #ifdef TP_PROFILE
     prof_n = 0;
 #endif
-    t0 = tb_ticks();
+    t0 = port_counter();
     if (tp_invoke() != 0) return 7;
-    t1 = tb_ticks();
+    t1 = (uint32_t)(port_counter() - t0);
     for (i = 0; i < tp_num_outputs(); ++i) {
       if (sio(0x05, fo, tp_output(i), (uint32_t)tp_output_bytes(i)) != 0) return 8;
     }
-    t1 -= t0;
     if (sio(0x05, ft, &t1, 8) != 0) return 8;
 #ifdef TP_PROFILE
     for (i = 0; i <= TP_NUM_OPS; ++i) {
-      uint64_t d = i < prof_n ? prof_t[i] - t0 : 0;
+      uint64_t d = i < prof_n ? (uint32_t)(prof_t[i] - t0) : 0;
       if (sio(0x05, ft, &d, 8) != 0) return 8;
     }
 #endif
   }
   semi(0x02, &fi);
+  return 0;
+}
+
+int main(void) {
+  tb_exit(run());
   return 0;
 }

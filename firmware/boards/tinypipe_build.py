@@ -192,7 +192,8 @@ if not os.path.isfile(os.path.join(model_dir, marker)):
     model_dir = os.path.join(project, "firmware", "test_model")
 
 print(f"tinypipe: model {model_dir}, backend {backend}")
-env.Append(CPPPATH=[src_dir, model_dir], LIBPATH=[project])  # noqa: F821
+env.Append(CPPPATH=[src_dir, model_dir], LIBPATH=[project],  # noqa: F821
+           CPPDEFINES=[("TP_BOARD_NAME", '\\"%s\\"' % env["PIOENV"])])  # noqa: F821
 if backend == "tflm":
     _tflm(model_dir)
 env.BuildSources("$BUILD_DIR/model", model_dir)  # noqa: F821

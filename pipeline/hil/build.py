@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
+import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifact import ModelArtifact
 from pipeline.errors import BuildError
+from pipeline.paths import FIRMWARE, PIO_INI, ROOT, SCRIPTS
 
-REPO = Path(__file__).resolve().parents[2]
 Progress = Callable[[str], None]
 
 
@@ -32,7 +34,7 @@ def pio_executable() -> str:
 def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for an offline, quiet, project-local PlatformIO."""
     env = dict(os.environ)
-    env.setdefault("PLATFORMIO_CORE_DIR", str(REPO / ".pio-core"))
+    env.setdefault("PLATFORMIO_CORE_DIR", str(ROOT / ".pio-core"))
     env.update(PLATFORMIO_DISABLE_UPGRADE_CHECK="true", PLATFORMIO_SETTING_ENABLE_TELEMETRY="no",
                PLATFORMIO_NO_ANSI="true", PLATFORMIO_DISABLE_PROGRESSBAR="true")
     env.update(extra or {})
@@ -41,18 +43,52 @@ def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def bootstrap() -> None:
     """Seed tool-scons into the core dir (fast no-op when done)."""
-    script = REPO / "scripts" / "pio_bootstrap.sh"
+    script = SCRIPTS / "pio_bootstrap.sh"
     proc = subprocess.run(["bash", str(script), sys.executable], capture_output=True, text=True,
                           env=pio_env())
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise BuildError(f"{script.relative_to(REPO)} failed: {last}")
+        raise BuildError(f"{script.name} failed: {last}")
 
 
-def model_hash(model: bytes | str | Path) -> str:
-    """First 16 hex chars of the .tflite's sha256 (what the firmware reports)."""
-    data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+def pio_envs(ini: Path = PIO_INI) -> dict[str, dict[str, str]]:
+    """platformio.ini's envs with `extends` and ${section.option} resolved, as PlatformIO does."""
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    cp.read(ini)
+
+    def options(section: str) -> dict[str, str]:
+        own = dict(cp[section])
+        base = options(own.pop("extends")) if "extends" in own else dict(cp["env"])
+        return base | own
+
+    def resolve(value: str) -> str:
+        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: resolve(cp[m[1]][m[2]]), value)
+
+    return {s.split(":", 1)[1]: {k: resolve(v) for k, v in options(s).items()}
+            for s in cp.sections() if s.startswith("env:")}
+
+
+def port_dirs(env: str) -> list[Path]:
+    """The board-port source folders an env compiles (`custom_port_dirs`)."""
+    try:
+        dirs = pio_envs()[env]["custom_port_dirs"].split()
+    except KeyError:
+        raise BuildError(f"{PIO_INI.name}: env {env!r} has no custom_port_dirs") from None
+    return [ROOT / d for d in dirs]
+
+
+_HASH_IN = {"aot": ("tp_model.h", r'#define \w+_MODEL_HASH "([0-9a-f]+)"'),
+            "tflm": ("model_settings.h", r'#define TINYPIPE_MODEL_HASH "([0-9a-f]+)"')}
+
+
+def exported_hash(model_dir: Path, backend: str = "aot") -> str | None:
+    """The model hash an exported C folder was generated from (None if it is not one)."""
+    name, pattern = _HASH_IN[backend]
+    try:
+        m = re.search(pattern, (Path(model_dir) / name).read_text())
+    except OSError:
+        return None
+    return m.group(1) if m else None
 
 
 BACKENDS = ("aot", "tflm")
@@ -71,31 +107,22 @@ def check_tflm_dir() -> Path:
     return path
 
 
-def export_model(model: bytes | str | Path, out_dir: Path, backend: str = "aot") -> Path:
+def export_model(model: ModelArtifact | bytes | str | Path, out_dir: Path,
+                 backend: str = "aot") -> Path:
     """Write the model's C sources for `backend` into out_dir; returns the folder."""
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    art = ModelArtifact.load(model)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     if backend == "tflm":
         from pipeline.export import export_tflm
-        from pipeline.profile import profile_tflite
-        from pipeline.tflite_info import read_model
 
-        arena = profile_tflite(bytes(data)).arena_bytes_with_margin
-        if not arena:
-            raise BuildError("could not measure the TFLM arena of this model on the host")
-        info = read_model(bytes(data))
-        shape = info.tensors[info.outputs[0]].shape
-        classes = [str(i) for i in range(int(shape[-1]) if len(shape) else 1)]
-        export_tflm(bytes(data), out_dir, classes, None, arena)
+        export_tflm(art, out_dir)
         return out_dir
-    try:
-        from pipeline.aot import export_aot
-    except ImportError as e:
-        raise BuildError(f"AOT compiler unavailable ({e})") from None
-    export_aot(data, out_dir, prefix="tp")
+    from pipeline.aot import export_aot
+
+    export_aot(art, out_dir, prefix="tp")
     return out_dir
 
 
@@ -108,36 +135,53 @@ def find_elf(build_dir: Path, env: str) -> Path:
     raise BuildError(f"{build_dir / env}: no ELF after the build")
 
 
-def build_firmware(env: str, model: bytes | str | Path | None, backend: str = "aot",
-          out: str | Path | None = None, progress: Progress | None = None,
-          jobs: int | None = None) -> Path:
-    """Export `model` (None = firmware/test_model), build env `env`, return the ELF path."""
+def build_firmware(env: str, model: ModelArtifact | bytes | str | Path | None,
+                   backend: str = "aot", out: str | Path | None = None,
+                   progress: Progress | None = None, jobs: int | None = None,
+                   model_dir: str | Path | None = None, tflm_kernels: str | None = None) -> Path:
+    """Export `model` (None = firmware/test_model), build env `env`, return the ELF path.
+
+    `model_dir` is a folder already exported for this model and backend (a run folder's
+    `c/aot`): used as is when its model hash matches, else the model is exported again.
+    `tflm_kernels` ("reference" or "cmsis-nn") picks TFLM's kernel library; by default
+    CMSIS-NN is used when $CMSIS_NN_DIR is set."""
     say = progress or (lambda _msg: None)
+    extra: dict[str, str] = {}
     if backend == "tflm":
         check_tflm_dir()
         if model is None:
             raise BuildError("the tflm backend needs a model (there is no TFLM test model)")
-    out = Path(out) if out else REPO / "build" / "firmware" / env
+        if tflm_kernels == "reference":
+            extra["CMSIS_NN_DIR"] = ""
+        elif tflm_kernels == "cmsis-nn" and not os.environ.get("CMSIS_NN_DIR", "").strip():
+            raise BuildError("CMSIS_NN_DIR unset: point it at a CMSIS-NN source tree "
+                             "(see docs/tflm.md)")
+    out = Path(out) if out else ROOT / "build" / "firmware" / env
     out.mkdir(parents=True, exist_ok=True)
-    extra = {"PLATFORMIO_BUILD_DIR": str(out / "pio"), "TINYPIPE_BACKEND": backend}
+    extra |= {"PLATFORMIO_BUILD_DIR": str(out / "pio"), "TINYPIPE_BACKEND": backend}
     if backend == "tflm" and "PLATFORMIO_BUILD_CACHE_DIR" not in os.environ:
         # TFLM is ~50 big C++ files: share their objects between build folders.
-        extra["PLATFORMIO_BUILD_CACHE_DIR"] = str(REPO / "build" / "tflm-cache")
+        extra["PLATFORMIO_BUILD_CACHE_DIR"] = str(ROOT / "build" / "tflm-cache")
     if model is not None:
-        say(f"exporting model ({backend})")
-        extra["TINYPIPE_MODEL_DIR"] = str(export_model(model, out / "model", backend))
+        art = ModelArtifact.load(model)
+        if model_dir is not None and exported_hash(Path(model_dir), backend) == art.hash:
+            say(f"using the exported model in {model_dir}")
+            extra["TINYPIPE_MODEL_DIR"] = str(Path(model_dir).resolve())
+        else:
+            say(f"exporting model ({backend})")
+            extra["TINYPIPE_MODEL_DIR"] = str(export_model(art, out / "model", backend))
     else:
-        extra["TINYPIPE_MODEL_DIR"] = str(REPO / "firmware" / "test_model")
+        extra["TINYPIPE_MODEL_DIR"] = str(FIRMWARE / "test_model")
     say("preparing PlatformIO")
     bootstrap()
-    cmd = [pio_executable(), "run", "-e", env, "-d", str(REPO)]
+    cmd = [pio_executable(), "run", "-e", env, "-d", str(ROOT)]
     if jobs:
         cmd += ["-j", str(jobs)]
     say(f"building {env}")
     log = out / "build.log"
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=pio_env(extra), cwd=REPO)
+                                env=pio_env(extra), cwd=ROOT)
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)

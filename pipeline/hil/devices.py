@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from serial.tools import list_ports
 
+from pipeline.boards import BoardSpec, board, boards_for_usb
 from pipeline.errors import DeviceError
-from pipeline.hil.boards import BoardSpec, board, boards_for_usb
 
 
 @dataclass(frozen=True)

@@ -11,30 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError, DeviceError, ModelError
-from pipeline.hil.boards import BoardSpec, board
-from pipeline.hil.build import REPO, build_firmware, model_hash, pio_env, pio_executable
+from pipeline.artifact import ModelArtifact
+from pipeline.boards import BoardSpec, board
+from pipeline.emulator import Emulator, make_emulator
+from pipeline.errors import DataError, DeviceError
+from pipeline.hil.build import build_firmware, pio_env, pio_executable
 from pipeline.hil.devices import find_port
-from pipeline.hil.emulator import Emulator
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
 from pipeline.hil.stats import link_usage, summarize
+from pipeline.paths import ROOT
 
 # progress(done, total, message)
 Progress = Callable[[int, int, str], None]
-
-
-def model_bytes(model: bytes | str | Path) -> bytes:
-    """A .tflite's bytes from bytes, a .tflite path, or a run folder holding model.tflite."""
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model)
-    path = Path(model)
-    if path.is_dir():
-        path = path / "model.tflite"
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -48,14 +37,22 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{path}: cannot read npz ({e})") from None
 
 
-def flash_firmware(env: str, elf: str | Path, port: str | None = None) -> Emulator | None:
-    """Put `elf` on the board. Emulator envs: returns a started Emulator (a context manager)."""
+def emulator_kind(spec: BoardSpec, emulator: str | None = None) -> str | None:
+    """The emulator a run uses: the one asked for, else the board's own (None: real board)."""
+    return emulator or spec.default_emulator
+
+
+def flash_firmware(env: str, elf: str | Path, port: str | None = None,
+                   emulator: str | None = None) -> Emulator | None:
+    """Put `elf` on the board, or start the emulator that runs it (returned started; a
+    context manager). `emulator` ("qemu", "renode") overrides the board's own."""
     spec = board(env)
-    if spec.emulated:
-        assert spec.machine is not None
-        return Emulator(spec.machine, Path(elf)).start()
+    kind = emulator_kind(spec, emulator)
+    if kind is not None:
+        return make_emulator(spec, elf, kind).start()
     build_dir = Path(elf).parent.parent  # <out>/pio/<env>/firmware.elf, as build() leaves it
-    cmd = [pio_executable(), "run", "-e", env, "-t", "nobuild", "-t", "upload", "-d", str(REPO)]
+    cmd = [pio_executable(), "run", "-e", env, "-t", "nobuild", "-t", "upload", "-d",
+           str(ROOT)]
     if port:
         cmd += ["--upload-port", port]
     proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -100,23 +97,33 @@ def stream(link: Link, x: np.ndarray, counter: str, progress: Progress | None = 
     return records
 
 
-def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
-            port: str | None = None, limit: int | None = None,
+def run_hil(env: str, model: ModelArtifact | bytes | str | Path,
+            data: str | Path | None = None, port: str | None = None, limit: int | None = None,
             out_dir: str | Path = "runs/hil", flash: bool = True, *,
             samples: np.ndarray | None = None, labels: np.ndarray | None = None,
             backend: str = "aot", elf: str | Path | None = None,
             progress: Progress | None = None, build_progress: Callable[[str], None] | None = None,
-            timeout: float | None = None) -> dict:
-    """Run a data set on a board (or QEMU), write DIR/hil.json, hil.md, latency.png.
+            timeout: float | None = None, emulator: str | None = None,
+            reference: np.ndarray | None = None, model_dir: str | Path | None = None) -> dict:
+    """Run a data set on a board (or its emulator), write DIR/hil.json, hil.md, latency.png.
 
     `data` is an .npz with `x` (inputs in the model's dtype/shape) and optional `y`; callers
-    with their own preprocessing pass `samples` (and `labels`) instead. A board lost mid-run
-    (or Ctrl-C) still leaves a report of the samples done, then the error is raised.
+    with their own preprocessing pass `samples` (and `labels`) instead. `reference` is the host
+    TFLM's outputs for those samples when already computed (else they are computed here);
+    `model_dir` an exported C folder to build from when it matches the model. `emulator`
+    ("qemu", "renode") overrides the board's own emulator. A board lost mid-run (or Ctrl-C)
+    still leaves a report of the samples done, then the error is raised.
     """
     from pipeline.tflm import run_tflm
 
     spec = board(env)
-    tfl = model_bytes(model)
+    art = ModelArtifact.load(model)
+    kind = emulator_kind(spec, emulator)
+    if kind is not None and kind not in spec.emulators:
+        raise DeviceError(f"{env} does not run under {kind} (emulators: "
+                          f"{', '.join(spec.emulators) or 'none'})")
+    if kind is not None and flash and port is None:
+        make_emulator(spec, "unbuilt.elf", kind).check_installed()  # before the slow parts
     if samples is None:
         if data is None:
             raise DataError("give a data set (.npz with x[, y]) or samples")
@@ -128,25 +135,25 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
     if len(x) == 0:
         raise DataError("no samples to run")
     if port is None and not flash:  # fail before the slow parts
-        if spec.emulated:
-            raise DeviceError(f"{env} is an emulator: flash it (drop --no-flash) or pass "
-                              "--port socket://127.0.0.1:PORT of a running QEMU")
+        if kind is not None:
+            raise DeviceError(f"{env} runs under {kind}: flash it (drop --no-flash) or pass "
+                              "--port socket://127.0.0.1:PORT of a running emulator")
         port = find_port(env)
-    want_hash = model_hash(tfl)
     say = build_progress or (lambda _m: None)
-    say("host reference (TFLM)")
-    reference = run_tflm(tfl, [x]).outputs[0]
+    if reference is None or len(reference) != len(x):
+        say("host reference (TFLM)")
+        reference = run_tflm(art, [x]).outputs[0]
 
     records: list[dict] = []
     device: dict = {"env": env}
     with ExitStack() as stack:
         url = port
         if flash:
-            fw = Path(elf) if elf else build_firmware(env, tfl, backend=backend,
+            fw = Path(elf) if elf else build_firmware(env, art, backend=backend,
                                                      out=Path(out_dir) / "firmware",
-                                                     progress=say)
-            say(f"flashing {env}")
-            emu = flash_firmware(env, fw, port)
+                                                     progress=say, model_dir=model_dir)
+            say(f"flashing {env}" if kind is None else f"starting {kind} ({env})")
+            emu = flash_firmware(env, fw, port, emulator)
             if emu is not None:
                 stack.enter_context(emu)
                 url = emu.url
@@ -162,7 +169,7 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
                       counter=info.counter_kind,
                       inputs=[t.to_dict() for t in info.inputs],
                       outputs=[t.to_dict() for t in info.outputs])
-        _check_device(link, spec, want_hash, x)
+        _check_device(link, spec, art.hash, x)
         if flash and not elf and info.backend.split("-")[0].split("+")[0] != backend:
             raise DeviceError(f"{link.url}: board runs the {info.backend} backend, built for "
                               f"{backend}")

@@ -1,13 +1,17 @@
 /* The port interface for QEMU's Arm MPS2/MPS3 boards: CMSDK UART0 for the link, the board's
-   25 MHz counter for time. Under `-icount shift=0` one instruction is 1 ns of virtual time, so
-   one counter tick is 40 instructions. Board files (qemu_mps2/, qemu_mps3_an547/) supply the
-   addresses and the counter (cmsdk_port.h). */
+   free-running counter for time. Under `-icount` every instruction advances virtual time by a
+   fixed step, so one counter tick is TP_INSNS_PER_TICK instructions exactly (the build defines
+   it from the board registry). Board files (qemu_mps2/, qemu_mps3_an547/) supply the addresses
+   and the counter (cmsdk_port.h). */
 #include "cmsdk_port.h"
 
 #include "../../src/port.h"
 #include "../cortex_m/cortex_m.h"
 
-#define INSNS_PER_TICK 40u
+#ifndef TP_INSNS_PER_TICK
+#error "TP_INSNS_PER_TICK must come from the build (pipeline/boards.py)"
+#endif
+#define SYSCLK_HZ ((uint32_t)F_CPU)
 
 #define UART_DATA CM_REG(cmsdk_board.uart_base + 0x00)
 #define UART_STATE CM_REG(cmsdk_board.uart_base + 0x04)
@@ -25,7 +29,7 @@ static uint8_t reason;
 void port_init(void) {
     reason = cm_take_reset_reason();
     __asm volatile("cpsid i"); /* interrupts only ever wake WFI, no handler runs */
-    UART_BAUDDIV = cmsdk_board.sysclk_hz / baud;
+    UART_BAUDDIV = SYSCLK_HZ / baud;
     UART_CTRL = CTRL_TX_RX;
     cm_nvic_enable(cmsdk_board.rx_irqs[0]);
     cm_nvic_enable(cmsdk_board.rx_irqs[1]);
@@ -41,7 +45,7 @@ int port_uart_read(void) {
 void port_idle(void) {
     UART_CTRL = CTRL_TX_RX | CTRL_RX_INTEN;
     if (!(UART_STATE & STATE_RX_FULL))
-        cm_sleep_until_irq(cmsdk_board.rx_irqs[0], cmsdk_board.sysclk_hz / 100u);
+        cm_sleep_until_irq(cmsdk_board.rx_irqs[0], SYSCLK_HZ / 100u);
     UART_CTRL = CTRL_TX_RX;
     UART_INTCLEAR = 2u;
     cm_nvic_clear(cmsdk_board.rx_irqs[0]);
@@ -62,22 +66,22 @@ void port_uart_flush(void) {
 }
 
 uint32_t port_uart_baud(void) { return baud; }
-uint32_t port_uart_max_baud(void) { return cmsdk_board.sysclk_hz / 16u; }
+uint32_t port_uart_max_baud(void) { return SYSCLK_HZ / 16u; }
 
 int port_uart_set_baud(uint32_t b) {
     if (b == 0 || b > port_uart_max_baud()) return -1;
     baud = b;
-    UART_BAUDDIV = cmsdk_board.sysclk_hz / b;
+    UART_BAUDDIV = SYSCLK_HZ / b;
     return 0;
 }
 
-uint32_t port_counter(void) { return cmsdk_ticks() * INSNS_PER_TICK; }
+uint32_t port_counter(void) { return cmsdk_ticks() * (uint32_t)TP_INSNS_PER_TICK; }
 uint8_t port_counter_kind(void) { return PORT_COUNTER_INSTRUCTIONS; }
 
-uint32_t port_millis(void) { return cm_millis(cmsdk_ticks(), cmsdk_board.sysclk_hz / 1000u); }
+uint32_t port_millis(void) { return cm_millis(cmsdk_ticks(), (uint32_t)TP_COUNTER_HZ / 1000u); }
 
-const char *port_board_name(void) { return cmsdk_board.name; }
-uint32_t port_cpu_hz(void) { return cmsdk_board.sysclk_hz; }
+const char *port_board_name(void) { return TP_BOARD_NAME; }
+uint32_t port_cpu_hz(void) { return SYSCLK_HZ; }
 
 void port_reset(void) {
     cm_set_next_reset_reason(PORT_RESET_SOFTWARE);

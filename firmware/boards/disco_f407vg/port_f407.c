@@ -1,7 +1,7 @@
 /* Bare-metal port for the STM32F4 Discovery (STM32F407VG), also run under Renode.
    Link: USART2 on PA2 (TX) / PA3 (RX), AF7, 8N1. Counter: DWT CYCCNT (core cycles); where
    CYCCNT does not run (an emulator without a DWT model), TIM2 counting microseconds.
-   Clock: HSE 8 MHz -> PLL -> 168 MHz (APB1 42 MHz). Every wait for a hardware flag is bounded:
+   Clock: HSE 8 MHz -> PLL -> F_CPU (APB1 F_CPU / 4). Every wait for a hardware flag is bounded:
    if the crystal or the PLL never report ready, the port stays on the 16 MHz HSI and says so
    through port_cpu_hz(), so a board (or an emulator) that models RCC loosely still talks. */
 #include <stdint.h>
@@ -48,7 +48,10 @@
 #define TIM2_ARR CM_REG(TIM2 + 0x2C)
 
 #define HSI_HZ 16000000u
-#define PLL_HZ 168000000u
+#define PLL_HZ ((uint32_t)F_CPU) /* the core clock, from the board registry via the build */
+/* PLL from the 8 MHz HSE: /M8 = 1 MHz in, xN, /P2 = PLL_HZ; /Q = 48 MHz for USB. */
+#define PLL_N (2u * PLL_HZ / 1000000u)
+#define PLL_Q (PLL_N / 48u)
 #define SPIN_LIMIT 200000u
 
 static uint32_t cpu_hz = HSI_HZ;
@@ -68,12 +71,11 @@ static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t want) {
 static void clock_init(void) {
     RCC_CR |= 1u << 16; /* HSEON */
     if (!wait_set(&RCC_CR, 1u << 17, 1u << 17)) return; /* HSERDY */
-    /* PLL: 8 MHz / M8 * N336 / P2 = 168 MHz; Q7 = 48 MHz for USB; source HSE. */
-    RCC_PLLCFGR = 8u | (336u << 6) | (0u << 16) | (1u << 22) | (7u << 24);
+    RCC_PLLCFGR = 8u | (PLL_N << 6) | (0u << 16) | (1u << 22) | (PLL_Q << 24); /* src HSE */
     RCC_CR |= 1u << 24; /* PLLON */
     if (!wait_set(&RCC_CR, 1u << 25, 1u << 25)) return; /* PLLRDY */
     FLASH_ACR = 5u | (1u << 8) | (1u << 9) | (1u << 10); /* 5 WS, prefetch, I- and D-cache */
-    /* AHB /1, APB1 /4 (42 MHz), APB2 /2 (84 MHz), then switch SYSCLK to the PLL. */
+    /* AHB /1, APB1 /4, APB2 /2, then switch SYSCLK to the PLL. */
     RCC_CFGR = (RCC_CFGR & ~0xFCF3u) | (5u << 10) | (4u << 13) | 2u;
     if (!wait_set(&RCC_CFGR, 0xCu, 0x8u)) return; /* SWS = PLL */
     cpu_hz = PLL_HZ;
@@ -168,9 +170,6 @@ uint8_t port_counter_kind(void) { return use_dwt ? PORT_COUNTER_CYCLES : PORT_CO
 
 uint32_t port_millis(void) { return cm_millis(port_counter(), use_dwt ? cpu_hz / 1000u : 1000u); }
 
-#ifndef TP_BOARD_NAME
-#define TP_BOARD_NAME "disco_f407vg"
-#endif
 const char *port_board_name(void) { return TP_BOARD_NAME; }
 uint32_t port_cpu_hz(void) { return cpu_hz; }
 

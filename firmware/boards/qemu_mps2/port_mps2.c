@@ -1,11 +1,7 @@
 /* QEMU mps2-an386 (Cortex-M4) and mps2-an500 (Cortex-M7): CMSDK UART0 and timer0, counting
-   down from 0xFFFFFFFF at 25 MHz. The port itself is firmware/boards/cmsdk/cmsdk_port.c. */
+   down from 0xFFFFFFFF at the system clock. The port itself is firmware/boards/cmsdk/cmsdk_port.c. */
 #include "../cmsdk/cmsdk_port.h"
 #include "../cortex_m/cortex_m.h"
-
-#ifndef TP_QEMU_MACHINE
-#define TP_QEMU_MACHINE "mps2-an386"
-#endif
 
 #define TIMER0 0x40000000u
 #define TIMER_CTRL CM_REG(TIMER0 + 0x00)
@@ -15,8 +11,6 @@
 const cmsdk_board_t cmsdk_board = {
     .uart_base = 0x40004000u,
     .rx_irqs = {0u, 0u}, /* UART0 RX */
-    .sysclk_hz = 25000000u,
-    .name = "qemu-" TP_QEMU_MACHINE,
 };
 
 void cmsdk_counter_init(void) {

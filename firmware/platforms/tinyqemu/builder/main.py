@@ -52,6 +52,10 @@ env.Append(
     LIBS=["c", "m", "gcc"],
 )
 
+# Board facts the ports need (counter clock, instructions per tick), from the board JSON that
+# tinypipe generates out of its board registry.
+env.ProcessFlags(board.get("build.extra_flags", ""))
+
 ldscript = board.get("build.ldscript", "")
 if ldscript:
     env.Replace(LDSCRIPT_PATH=os.path.join("$PROJECT_DIR", ldscript))
