@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError
 
 BACKENDS = ("aot", "tflm", "both")
+# Firmware builds a comparison can ask for: the AOT engine, TFLM as the environment gives it
+# (CMSIS-NN when $CMSIS_NN_DIR is set), or TFLM with a fixed kernel library.
+FIRMWARE_BUILDS = {"aot": ("aot", None), "tflm": ("tflm", None),
+                   "tflm-reference": ("tflm", "reference"), "tflm+cmsis-nn": ("tflm", "cmsis-nn")}
 _FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
 
 
@@ -90,37 +95,41 @@ class Comparison:
     env: str
     macs: int
     runs: list[FirmwareBench]
-    backends_identical: bool          # every backend produced the same output bytes
+    backends_identical: bool | None   # every backend produced the same bytes (None: one backend)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def firmware_bench(model: str | Path, env: str, backend: str, samples: int = 8, seed: int = 0,
-                   work_dir: str | Path | None = None) -> tuple[FirmwareBench, list]:
-    """Build the firmware with `backend`, run `samples` random inputs through it in QEMU, and
-    return the measurement with the raw outputs (to compare backends)."""
+def firmware_bench(model: ModelArtifact | str | Path, env: str, backend: str, samples: int = 8,
+                   seed: int = 0, work_dir: str | Path | None = None
+                   ) -> tuple[FirmwareBench, list]:
+    """Build the firmware with `backend` (a FIRMWARE_BUILDS key), run `samples` random inputs
+    through it in QEMU, and return the measurement with the raw outputs (to compare)."""
     import json
 
-    from pipeline.aot.graph import load_graph
     from pipeline.hil.build import build_firmware
     from pipeline.hil.runner import run_hil
-    from pipeline.tflm import read_model
 
-    data, name = read_model(model)
-    graph = load_graph(data, name)
-    if len(graph.inputs) != 1:
-        raise ModelError(f"{name}: firmware bench takes models with one input")
-    blob = b"".join(_input_blob(graph, seed + i) for i in range(samples))
-    t = graph.tensors[graph.inputs[0]]
+    try:
+        engine, kernels = FIRMWARE_BUILDS[backend]
+    except KeyError:
+        raise ConfigError(f"firmware build {backend!r}: choose one of "
+                          f"{', '.join(FIRMWARE_BUILDS)}") from None
+    art = ModelArtifact.load(model)
+    if len(art.inputs) != 1:
+        raise ModelError(f"{art.name}: firmware bench takes models with one input")
+    blob = b"".join(_input_blob(art, seed + i) for i in range(samples))
+    t = art.inputs[0]
     dtype = np.int8 if t.dtype == "int8" else np.float32
     x = np.frombuffer(blob, dtype=dtype).reshape((samples, *t.shape[1:]))
     own = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="tinypipe-fwbench-")) if own else Path(work_dir)
     try:
-        elf = build_firmware(env, data, backend=backend, out=work / backend / "firmware")
-        summary = run_hil(env, data, samples=x, out_dir=work / backend, flash=True, elf=elf,
-                          backend=backend)
+        elf = build_firmware(env, art, backend=engine, out=work / backend / "firmware",
+                             tflm_kernels=kernels)
+        summary = run_hil(env, art, samples=x, out_dir=work / backend, flash=True, elf=elf,
+                          backend=engine)
         report = json.loads((work / backend / "hil.json").read_text())
         flash = flash_bytes(elf)
     finally:
@@ -129,27 +138,30 @@ def firmware_bench(model: str | Path, env: str, backend: str, samples: int = 8, 
     dev = report["device"]
     counter = summary["counter"]
     return FirmwareBench(
-        backend=backend, kernels=dev.get("backend", backend),
+        backend=engine, kernels=dev.get("backend", backend),
         instructions_per_inference=round(summary["latency"][counter]["mean"]),
         arena_bytes=int(dev.get("arena_bytes") or 0), flash_bytes=flash, samples=samples,
         bit_exact_vs_host=int(summary.get("bit_exact", 0)),
     ), [r.get("outputs", [r["output"]]) for r in report["samples"]]
 
 
-def compare_backends(model: str | Path, env: str, backends=("aot", "tflm"), samples: int = 8,
-                     seed: int = 0, work_dir: str | Path | None = None) -> Comparison:
-    """`firmware_bench` for each backend on the same samples; are the outputs identical?"""
+def compare_backends(model: ModelArtifact | str | Path, env: str, backends=("aot", "tflm"),
+                     samples: int = 8, seed: int = 0, work_dir: str | Path | None = None,
+                     progress=None) -> Comparison:
+    """`firmware_bench` for each build on the same samples; are the outputs identical?"""
     from pipeline.profile import profile_tflite
 
     runs, outputs = [], []
     for b in backends:
+        if progress:
+            progress(f"{Path(str(model)).name}: {b} firmware on {env}")
         fb, outs = firmware_bench(model, env, b, samples, seed,
                                   None if work_dir is None else Path(work_dir) / b)
         runs.append(fb)
         outputs.append(outs)
-    macs = profile_tflite(model, measure_arena=False).macs
-    return Comparison(model=str(model), env=env, macs=macs, runs=runs,
-                      backends_identical=all(o == outputs[0] for o in outputs[1:]))
+    macs = profile_tflite(model, measure_arena=False, aot=False).macs
+    same = all(o == outputs[0] for o in outputs[1:]) if len(outputs) > 1 else None
+    return Comparison(model=str(model), env=env, macs=macs, runs=runs, backends_identical=same)
 
 
 def format_comparison(c: Comparison) -> str:
@@ -162,7 +174,9 @@ def format_comparison(c: Comparison) -> str:
                      f"{c.macs / max(r.instructions_per_inference, 1):>9.3f} "
                      f"{r.arena_bytes:>10,} {r.flash_bytes:>10,} "
                      f"{r.bit_exact_vs_host:>4}/{r.samples:<3}")
-    lines.append(f"outputs identical across backends: {'yes' if c.backends_identical else 'NO'}")
+    if c.backends_identical is not None:
+        lines.append("outputs identical across backends: "
+                     f"{'yes' if c.backends_identical else 'NO'}")
     return "\n".join(lines)
 
 
@@ -175,11 +189,10 @@ def flash_bytes(elf: Path) -> int:
         return sum(s["sh_size"] for s in e.iter_sections() if s.name in _FLASH_SECTIONS)
 
 
-def _input_blob(graph, seed: int) -> bytes:
+def _input_blob(art: ModelArtifact, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     parts = []
-    for tid in graph.inputs:
-        t = graph.tensors[tid]
+    for t in art.inputs:
         if t.dtype == "int8":
             parts.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8).tobytes())
         else:
@@ -205,43 +218,38 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
     """Measure `model` on QEMU `env`; the DSP build is the result, the reference the baseline."""
     from pipeline.aot import export_aot
     from pipeline.aot.arm import get_env
-    from pipeline.aot.graph import load_graph
     from pipeline.profile import profile_tflite
 
     if backend != "aot":
         raise ConfigError(f"--backend {backend}: the kernel bench is for aot; use "
                           "compare_backends for tflm")
     e = get_env(env)
-    from pipeline.tflm import read_model
-
-    path = Path(model)
-    data, _ = read_model(path)
-    prof = profile_tflite(data, measure_arena=measure_tflm_arena)
-    graph = load_graph(data, str(path))
+    art = ModelArtifact.load(model)
+    prof = profile_tflite(art, measure_arena=measure_tflm_arena)
     own = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="tinypipe-bench-")) if own else Path(work_dir)
     try:
-        res = export_aot(data, work / "gen")
+        res = export_aot(art, work / "gen")
         n_ops = len(res.ops)
-        blob = _input_blob(graph, seed)
+        blob = _input_blob(art, seed)
         dsp_total, dsp_ops, dsp_flash = _measure(work / "gen", work, e, False, blob, n_ops)
         ref_total, ref_ops, ref_flash = _measure(work / "gen", work, e, True, blob, n_ops)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
-    k = e.ns_per_tick
+    k = e.instructions_per_tick
     macs = prof.macs
     macs_by_index = {lc.index: lc.macs for lc in prof.layers}
-    layers = [LayerBench(i, op, macs_by_index.get(i, 0), round(dsp_ops[i] * k),
-                         round(ref_ops[i] * k)) for i, op in enumerate(res.ops)]
-    ipi, ref_ipi = round(dsp_total * k), round(ref_total * k)
+    layers = [LayerBench(i, op, macs_by_index.get(i, 0), dsp_ops[i], ref_ops[i])
+              for i, op in enumerate(res.ops)]
+    ipi, ref_ipi = dsp_total, ref_total
     tflm = prof.arena_bytes
-    notes = [f"instructions = SysTick ticks x {k:g} (QEMU -icount shift=0, {e.machine}); "
-             f"resolution {k:g} instructions per reading",
+    notes = [f"instructions: the board port's counter under QEMU -icount ({e.machine}, "
+             f"{k} instructions per tick), the same counter the HIL firmware reports",
              "flash = .vectors+.text+.rodata+.ARM.exidx+.data of the bench ELF (model, kernels, "
-             "harness, libc helpers)"]
+             "harness, board port, libc helpers)"]
     return BenchResult(
-        model=str(path), env=e.name, machine=e.machine, backend=backend, macs=macs,
+        model=str(model), env=e.env, machine=e.machine, backend=backend, macs=macs,
         instructions_per_inference=ipi, macs_per_instruction=round(macs / max(ipi, 1), 4),
         arena_bytes=res.arena_bytes, tflm_arena_bytes=tflm,
         arena_ratio=round(res.arena_bytes / tflm, 4) if tflm else None,
@@ -278,3 +286,116 @@ def format_table(r: BenchResult, top: int | None = None) -> str:
         f"(reference); weights {r.weights_bytes:,} B",
     ]
     return "\n".join(lines)
+
+
+# ---- a suite of real models -------------------------------------------------------------------
+
+
+@dataclass
+class SuiteEntry:
+    """One model of a suite: every firmware build on the same inputs."""
+
+    model: str
+    model_hash: str = ""
+    macs: int = 0
+    tflm_arena_bytes: int | None = None      # measured by the host TFLM interpreter
+    aot_arena_bytes: int | None = None       # the AOT engine's static plan
+    comparison: Comparison | None = None
+    speedup: dict[str, float] = field(default_factory=dict)  # build: its instructions / AOT's
+    error: str | None = None                 # why the model could not be measured
+
+
+@dataclass
+class SuiteResult:
+    """`tinypipe bench --suite`: every .tflite of a folder on one env."""
+
+    folder: str
+    env: str
+    builds: list[str]
+    samples: int
+    entries: list[SuiteEntry]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def suite_builds() -> list[str]:
+    """The firmware builds this machine can make: AOT, and TFLM (reference, and with CMSIS-NN)
+    when $TFLM_DIR (and $CMSIS_NN_DIR) point at source trees."""
+    import os
+
+    builds = ["aot"]
+    if os.environ.get("TFLM_DIR", "").strip():
+        builds.append("tflm-reference")
+        if os.environ.get("CMSIS_NN_DIR", "").strip():
+            builds.append("tflm+cmsis-nn")
+    return builds
+
+
+def bench_suite(folder: str | Path, env: str, samples: int = 2, builds: list[str] | None = None,
+                work_dir: str | Path | None = None, progress=None) -> SuiteResult:
+    """Every .tflite in `folder`: each firmware build, the same random inputs, QEMU `env`.
+
+    A model some build cannot handle is reported with the reason, and the suite goes on."""
+    from pipeline.errors import TinypipeError
+    from pipeline.profile import profile_tflite
+
+    models = sorted(Path(folder).glob("*.tflite"))
+    if not models:
+        raise ConfigError(f"--suite {folder}: no .tflite files in this folder")
+    builds = builds or suite_builds()
+    entries = []
+    for path in models:
+        entry = SuiteEntry(str(path))
+        try:
+            art = ModelArtifact.load(path)
+            prof = profile_tflite(art)
+            entry.model_hash, entry.macs = art.hash, prof.macs
+            entry.tflm_arena_bytes, entry.aot_arena_bytes = prof.arena_bytes, prof.aot_arena_bytes
+            sub = None if work_dir is None else Path(work_dir) / path.stem
+            cmp = compare_backends(art, env, builds, samples, work_dir=sub, progress=progress)
+            cmp.model = str(path)
+            entry.comparison = cmp
+            aot = next((r for r in cmp.runs if r.backend == "aot"), None)
+            if aot is not None:
+                entry.speedup = {b: round(r.instructions_per_inference /
+                                          max(aot.instructions_per_inference, 1), 3)
+                                 for b, r in zip(builds, cmp.runs, strict=True) if b != "aot"}
+        except TinypipeError as e:
+            entry.error = str(e)
+        entries.append(entry)
+    return SuiteResult(str(folder), env, list(builds), samples, entries)
+
+
+def format_suite(r: SuiteResult, markdown: bool = False) -> str:
+    """The suite as a table (plain text, or Markdown for suite.md and the README)."""
+    head = ["model", "MACs", "build", "kernels", "instr/inference", "MAC/instr", "AOT speed-up",
+            "arena B", "flash B", "= host"]
+    rows = []
+    for e in r.entries:
+        name = Path(e.model).name
+        if e.error or e.comparison is None:
+            rows.append([name, f"{e.macs:,}", "-", "-", "-", "-", "-", "-", "-",
+                         f"error: {e.error}"])
+            continue
+        for b, run in zip(r.builds, e.comparison.runs, strict=True):
+            sp = "" if b == "aot" else f"{e.speedup.get(b, 0):.2f}x"
+            rows.append([name, f"{e.macs:,}", b, run.kernels,
+                         f"{run.instructions_per_inference:,}",
+                         f"{e.macs / max(run.instructions_per_inference, 1):.3f}", sp,
+                         f"{run.arena_bytes:,}", f"{run.flash_bytes:,}",
+                         f"{run.bit_exact_vs_host}/{run.samples}"])
+            name = ""
+        if e.comparison.backends_identical is not None:
+            rows.append(["", "", "", "all builds byte-identical:", "yes" if
+                         e.comparison.backends_identical else "NO", "", "", "", "", ""])
+    title = (f"{len(r.entries)} models from {r.folder} on {r.env}, {r.samples} random inputs "
+             f"each (instructions: QEMU -icount; AOT speed-up = the build's instructions / "
+             f"AOT's)")
+    if markdown:
+        lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([title, fmt.format(*head), *(fmt.format(*row) for row in rows)])

@@ -14,8 +14,12 @@ COMMANDS = ("bench",)
 
 
 @click.command("bench")
-@click.option("--model", "model", required=True, type=click.Path(dir_okay=False),
-              help="int8 .tflite model")
+@click.option("--model", "model", type=click.Path(dir_okay=False), help="int8 .tflite model")
+@click.option("--suite", "suite", type=click.Path(file_okay=False, exists=True),
+              help="a folder of .tflite models: each on the AOT firmware and, with TFLM_DIR "
+                   "(and CMSIS_NN_DIR) set, on TFLM's (reference and CMSIS-NN) firmware")
+@click.option("--out", "out", type=click.Path(file_okay=False),
+              help="with --suite: write suite.json and suite.md here")
 @click.option("--env", default="qemu-m4", show_default=True, type=click.Choice(sorted(ENVS)),
               help="QEMU machine to measure on")
 @click.option("--backend", default="aot", show_default=True,
@@ -28,8 +32,8 @@ COMMANDS = ("bench",)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="also write the full result as JSON")
 @click.option("--top", type=int, default=None, help="only the N most expensive layers")
-def bench(model: str, env: str, backend: str, samples: int, json_out: str | None,
-          top: int | None) -> None:
+def bench(model: str | None, suite: str | None, out: str | None, env: str, backend: str,
+          samples: int, json_out: str | None, top: int | None) -> None:
     """Instructions per inference (per layer and total), MACs/instruction, arena and flash.
 
     The AOT bench builds the DSP kernels and the portable reference kernels side by side and
@@ -41,10 +45,16 @@ def bench(model: str, env: str, backend: str, samples: int, json_out: str | None
     Examples:
       tinypipe bench --model runs/demo/model.tflite --env qemu-m4 --json bench.json
       TFLM_DIR=~/src/tflite-micro tinypipe bench --model m.tflite --backend both
+      tinypipe bench --suite models/ --env qemu-m55 --samples 2 --out runs/suite
     """
     from pipeline.bench import bench as run_bench
     from pipeline.bench import compare_backends, format_comparison, format_table
 
+    if (model is None) == (suite is None):
+        raise click.UsageError("give --model M.tflite or --suite DIR")
+    if suite is not None:
+        _suite(suite, env, samples, out, json_out)
+        return
     result: dict = {}
     if backend in ("aot", "both"):
         res = run_bench(model, env=env, backend="aot")
@@ -65,3 +75,27 @@ def bench(model: str, env: str, backend: str, samples: int, json_out: str | None
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
         click.echo(f"JSON written to {json_out}")
+
+
+def _suite(folder: str, env: str, samples: int, out: str | None, json_out: str | None) -> None:
+    from rich.console import Console
+
+    from pipeline.bench import bench_suite, format_suite
+
+    con = Console(stderr=True, highlight=False)
+    with con.status("bench suite") as status:
+        res = bench_suite(folder, env, samples, work_dir=None,
+                          progress=lambda m: status.update(m))
+    click.echo(format_suite(res))
+    paths = []
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        paths = [Path(out) / "suite.json", Path(out) / "suite.md"]
+        paths[1].write_text(format_suite(res, markdown=True) + "\n")
+    if json_out:
+        paths.insert(0, Path(json_out))
+    for p in paths:
+        if p.suffix == ".json":
+            p.write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+    if paths:
+        click.echo("written: " + ", ".join(map(str, paths)))
