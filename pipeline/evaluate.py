@@ -107,9 +107,9 @@ def refusal_reason(message: str, model_bytes: bytes | None = None) -> str:
     reason = "; ".join(dict.fromkeys(p for p in parts if p)) or "no reason given"
     if bad:
         first = f"#{bad[0]}"
-        if model_bytes is not None:
-            t = read_model(model_bytes).tensors[bad[0]]
-            first += f" {t.name!r} {list(t.shape)}"
+        tensors = read_model(model_bytes).tensors if model_bytes is not None else []
+        if bad[0] < len(tensors):
+            first += f" {tensors[bad[0]].name!r} {list(tensors[bad[0]].shape)}"
         reason += (f" (invalid quantization parameters in {len(bad)} tensor"
                    f"{'s' if len(bad) > 1 else ''}, first {first})")
     return reason
