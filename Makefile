@@ -12,7 +12,7 @@ APT_PKGS  := gcc g++ make python3 python3-venv gcc-arm-none-eabi libnewlib-arm-n
              qemu-system-arm clang
 # Installed where the distribution has them, else skipped with a note (never a failed bootstrap):
 # libclang-rt-14-dev is clang 14's libFuzzer/ASan runtime (the protocol fuzz test skips without
-# it; Ubuntu 22.04 ships that runtime inside libclang-common-14-dev instead).
+# it; older archives, most likely Ubuntu 22.04 among them, ship it in libclang-common-14-dev).
 APT_OPTIONAL := libclang-rt-14-dev
 APT_LISTS ?= /var/lib/apt/lists
 DEMO_OUT  ?= runs/demo
