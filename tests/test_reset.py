@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -240,9 +241,7 @@ def test_registry_and_override() -> None:
 
 
 def test_esp32_s3_behind_a_uart_bridge_gets_the_classic_sequence() -> None:
-    spec = board("esp32-s3-devkitc-1")
-    if R.ALIASES.get(spec.reset, spec.reset) != "usb-jtag-serial":
-        pytest.skip(f"registry gives {spec.env} reset {spec.reset!r}")
+    spec = dataclasses.replace(board("esp32-s3-devkitc-1"), reset="usb-jtag-serial")
     assert R.for_board(spec, usb_id=(0x303A, 0x1001)).name == "usb-jtag-serial"
     assert R.for_board(spec, usb_id=(0x10C4, 0xEA60)).name == "dtr-rts"
 

@@ -270,18 +270,20 @@ def reset_and_wait(link, strat: ResetStrategy, timeout: float = 10.0,
         except DeviceError:
             pass  # an app that does not answer may still be booting; the wait below decides
     deadline = time.monotonic() + timeout
+    boots = link.stats.boots
     while time.monotonic() < deadline:
         left = deadline - time.monotonic()
-        got = link.wait_frame(lambda f: f.type == P.Msg.BOOT, min(0.3, max(left, 0.01)))
+        got = link.wait_frame(lambda f: f.type == P.Msg.BOOT, min(0.5, max(left, 0.01)))
         if got is not None:
             link.stats.boots += 1
             return "BOOT"
         try:  # a BOOT frame may be gone before the port opened (USB CDC, ptys): ask instead
             link.request(P.Msg.HELLO, timeout=min(0.5, max(deadline - time.monotonic(), 0.05)),
                          retries=0)
-            return "HELLO"
         except DeviceError:
             continue
+        # the link counts a BOOT that arrived while it waited for the HELLO answer
+        return "BOOT" if link.stats.boots > boots else "HELLO"
     seen = tap.last() if tap else "unknown"
     raise DeviceError(f"{link.url}: no BOOT or HELLO within {timeout:g} s after reset "
                       f"{strat.name}; last bytes seen: {seen}")
