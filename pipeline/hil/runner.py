@@ -18,6 +18,7 @@ from pipeline.hil.devices import find_port
 from pipeline.hil.emulator import Emulator
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
+from pipeline.hil.reset import Tap, for_board, reset_and_wait
 from pipeline.hil.stats import link_usage, summarize
 
 # progress(done, total, message)
@@ -106,12 +107,13 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
             samples: np.ndarray | None = None, labels: np.ndarray | None = None,
             backend: str = "aot", elf: str | Path | None = None,
             progress: Progress | None = None, build_progress: Callable[[str], None] | None = None,
-            timeout: float | None = None) -> dict:
+            timeout: float | None = None, reset: str | None = None) -> dict:
     """Run a data set on a board (or QEMU), write DIR/hil.json, hil.md, latency.png.
 
     `data` is an .npz with `x` (inputs in the model's dtype/shape) and optional `y`; callers
     with their own preprocessing pass `samples` (and `labels`) instead. A board lost mid-run
-    (or Ctrl-C) still leaves a report of the samples done, then the error is raised.
+    (or Ctrl-C) still leaves a report of the samples done, then the error is raised. `reset`
+    overrides the board's reset strategy (pipeline.hil.reset).
     """
     from pipeline.tflm import run_tflm
 
@@ -152,10 +154,12 @@ def run_hil(env: str, model: bytes | str | Path, data: str | Path | None = None,
                 url = emu.url
         if url is None:
             url = find_port(env)
-        link = stack.enter_context(Link(url, baud=spec.baud,
-                                        timeout=timeout or spec.timeout).open())
+        tap = Tap()
+        link = stack.enter_context(Link(url, baud=spec.baud, timeout=timeout or spec.timeout,
+                                        open_fn=tap.open).open())
         if spec.boot_wait:
             time.sleep(spec.boot_wait)
+        reset_and_wait(link, for_board(spec, reset), max(10.0, spec.boot_wait + 5.0), tap)
         info = link.hello(timeout=max(2.0, timeout or spec.timeout))
         device.update(board=info.board, backend=info.backend, model_hash=info.model_hash,
                       cpu_hz=info.cpu_hz, arena_bytes=info.arena_bytes,
