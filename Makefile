@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.tinypipe-installed
 APT_PKGS  := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang \
-             libclang-rt-14-dev
+             libclang-rt-14-dev ser2net
 DEMO_OUT  ?= runs/demo
 PYTEST    ?= $(VENV)/bin/pytest
 HIL_ENVS  ?= --env qemu-m4 --env qemu-m7
@@ -33,7 +33,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,qat]'
+	$(PIP) install -q -e '.[dev,qat,farm]'
+	@# pyserial and labgrid's pyserial-labgrid both install `serial`: the labgrid one (pyserial
+	@# plus two RFC 2217 fixes) must be the last written, whatever order pip chose
+	$(PIP) install -q --no-deps --force-reinstall \
+	  "pyserial-labgrid==$$($(PY) -c 'import importlib.metadata as m; print(m.version("pyserial-labgrid"))')"
 	touch $@
 
 pio: venv

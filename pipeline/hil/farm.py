@@ -247,25 +247,33 @@ class Farm:
 
 
 def _serial_url(place: str, name: str, entry) -> str:
-    """pyserial URL of an exported serial port (through labgrid's SSH proxy if needed)."""
+    """pyserial URL of a place's exported serial port."""
     from labgrid import Target
     from labgrid.factory import target_factory
-    from labgrid.util.proxy import proxymanager
 
     res = target_factory.make_resource(Target(place), "NetworkSerialPort", name,
                                        dict(entry.args))
     res.extra = entry.extra
+    return serial_url(res)
+
+
+def serial_url(res) -> str:
+    """pyserial URL of a labgrid serial resource: a local port's path, or raw/RFC 2217 for a
+    NetworkSerialPort (through labgrid's SSH proxy when the exporter needs one)."""
+    from labgrid.util.proxy import proxymanager
+
+    if not hasattr(res, "protocol"):  # RawSerialPort / USBSerialPort on this host
+        return str(res.port)
     host, port = proxymanager.get_host_and_port(res)
     host = f"[{host}]" if ":" in host else host
-    protocol = entry.args.get("protocol", "rfc2217")
-    if protocol == "raw":
+    if res.protocol == "raw":
         return f"socket://{host}:{port}"
-    if protocol == "rfc2217":
+    if res.protocol == "rfc2217":
         # A pseudo-terminal has no modem lines: ser2net never answers pyserial's DTR/RTS
         # requests for one, so do not wait for those answers (the exporter names the path).
-        pty = str((entry.extra or {}).get("path", "")).startswith("/dev/pts/")
+        pty = str((res.extra or {}).get("path", "")).startswith("/dev/pts/")
         return f"rfc2217://{host}:{port}" + ("?ign_set_control" if pty else "")
-    raise DeviceError(f"place {place}: serial port {name} speaks {protocol!r} "
+    raise DeviceError(f"{res.name or 'serial port'}: protocol {res.protocol!r} "
                       "(tinypipe opens raw and rfc2217)")
 
 

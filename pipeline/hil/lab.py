@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,3 +156,26 @@ class LocalLab:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextlib.contextmanager
+def qemu_farm(workdir: Path, env: str, elf: Path, boards: int,
+              prefix: str = "") -> Iterator[tuple[LocalLab, list[str]]]:
+    """A local lab exporting `boards` QEMU boards running `elf` as places (tagged with the
+    env); yields the lab and the place names. Everything is stopped on exit."""
+    from pipeline.hil.boards import board
+    from pipeline.hil.emulator import Emulator
+
+    spec = board(env)
+    if not spec.emulated:
+        raise DeviceError(f"{env} is not a QEMU env")
+    names = [f"{prefix or env}-{k}" for k in range(boards)]
+    with contextlib.ExitStack() as stack:
+        emus = [stack.enter_context(Emulator(spec.machine, Path(elf))) for _ in names]
+        lab = stack.enter_context(LocalLab(Path(workdir)))
+        lab.export({f"board-{n}": {"NetworkSerialPort": {
+            "host": "127.0.0.1", "port": e.port, "protocol": "raw", "speed": spec.baud}}
+            for n, e in zip(names, emus, strict=True)})
+        for n in names:
+            lab.add_place(n, f"board-{n}", env=env)
+        yield lab, names
