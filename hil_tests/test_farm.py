@@ -93,14 +93,9 @@ def farm_lab(lab):
 
 
 def held(lab) -> dict[str, str]:
-    """place -> holder, from labgrid-client."""
-    out = {}
-    for p in (*PLACES, "m4-pty"):
-        show = lab.client("-p", p, "show", check=False).stdout
-        for line in show.splitlines():
-            if line.strip().startswith("acquired:") and line.split(":", 1)[1].strip() != "None":
-                out[p] = line.split(":", 1)[1].strip()
-    return out
+    """place -> holder (host/user), from `labgrid-client who`."""
+    rows = [line.split() for line in lab.client("who").stdout.splitlines()[1:]]
+    return {row[2]: f"{row[1]}/{row[0]}" for row in rows if len(row) >= 3}
 
 
 def tinypipe(*args: str, lab=None, **kw) -> subprocess.Popen:
@@ -245,3 +240,15 @@ def test_tty_through_labgrid_ser2net_rfc2217(lab, model_path: Path, samples: np.
                               out_dir=tmp_path)
     assert summary["bit_exact"] == 16
     assert held(lab) == {}
+
+
+def test_reservation_token_stands_for_its_places(farm_lab) -> None:
+    out = farm_lab.client("reserve", "--wait", "--shell", "env=qemu-m4").stdout
+    token = dict(line.split("=", 1) for line in out.split() if "=" in line)["LG_TOKEN"]
+    try:
+        with Farm([f"+{token}"], coordinator=farm_lab.address, env=ENV) as farm:
+            assert len(farm.places) == 1 and farm.places[0].ours
+            name = farm.places[0].name
+            assert list(held(farm_lab)) == [name]
+    finally:
+        farm_lab.client("cancel-reservation", token)

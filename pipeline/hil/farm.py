@@ -131,7 +131,7 @@ class Farm:
             raise ConfigError(f"a place given twice: {', '.join(self.names)}")
         try:
             self._s = _Session(coordinator_address(self.coordinator), self.timeout)
-            for name in self.names:
+            for name in self._expand(self.names):
                 self.places.append(self._acquire(name))
             for place in self.places:
                 self._resolve(place)
@@ -152,6 +152,22 @@ class Farm:
     def _user(self) -> str:
         s = self._s.session
         return f"{s.gethostname()}/{s.getuser()}"
+
+    def _expand(self, names: list[str]) -> list[str]:
+        """Place names; `+TOKEN` stands for the places of a labgrid reservation."""
+        out: list[str] = []
+        for name in names:
+            if not name.startswith("+"):
+                out.append(name)
+                continue
+            try:
+                found = self._s.session._match_places(name)  # labgrid's own token lookup
+            except Exception as e:  # noqa: BLE001 - labgrid's UserError
+                raise DeviceError(f"reservation {name}: {e}") from None
+            if not found:
+                raise DeviceError(f"reservation {name} has no places allocated yet")
+            out += sorted(found)
+        return out
 
     def _acquire(self, name: str) -> Place:
         s = self._s.session
