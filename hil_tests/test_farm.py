@@ -252,3 +252,21 @@ def test_reservation_token_stands_for_its_places(farm_lab) -> None:
             assert list(held(farm_lab)) == [name]
     finally:
         farm_lab.client("cancel-reservation", token)
+
+
+def test_place_without_a_labgrid_flasher_asks_for_no_flash(farm_lab) -> None:
+    from pipeline.errors import DeviceError
+
+    with Farm([PLACES[0]], coordinator=farm_lab.address, env=ENV) as farm, \
+            pytest.raises(DeviceError, match=rf"place {PLACES[0]}: labgrid has no flasher for "
+                                             r"qemu-m4 among its resources \(NetworkSerialPort\)"
+                                             r"; flash the board beforehand and pass --no-flash"):
+        farm.check_flashable(ENV)
+
+
+def test_place_of_another_env_is_refused(farm_lab) -> None:
+    from pipeline.errors import DeviceError
+
+    with pytest.raises(DeviceError, match=rf"place {PLACES[0]} is tagged env=qemu-m4, this run "
+                                          r"is for qemu-m7"):
+        Farm([PLACES[0]], coordinator=farm_lab.address, env="qemu-m7").__enter__()

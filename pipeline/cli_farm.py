@@ -44,6 +44,7 @@ def hil_on_places(env: str, model: str, data: str, limit: int | None, out: str,
         say(f"acquiring {', '.join(places)}")
         with Farm(list(places), coordinator=coordinator, env=env) as farm:
             if do_flash:
+                farm.check_flashable(env)  # before a build that would be wasted
                 elf = build_firmware(env, model_bytes(model), backend=backend,
                                      out=Path(out) / "firmware", progress=say)
                 say(f"flashing {len(places)} places")

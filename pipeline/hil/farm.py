@@ -256,6 +256,11 @@ class Farm:
 
     # ---- flashing ----------------------------------------------------------------------------
 
+    def check_flashable(self, env: str) -> None:
+        """Raise (before any build) unless labgrid can flash every place."""
+        for place in self.places:
+            _openocd_config(place, env)
+
     def flash(self, env: str, elf: str | Path) -> None:
         """Flash every place through the labgrid driver for its board, where labgrid has one."""
         for place in self.places:
@@ -293,29 +298,34 @@ def serial_url(res) -> str:
                       "(tinypipe opens raw and rfc2217)")
 
 
-def flash_place(place: Place, env: str, elf: Path, coordinator: str) -> None:
-    """Flash one place with labgrid's driver for its resources, or say it cannot."""
+def _openocd_config(place: Place, env: str) -> str:
+    """The OpenOCD board config to flash this place with, or a DeviceError saying why not."""
     if any(r.endswith("USBDebugger") for r in place.resources) and env in OPENOCD_BOARD_CONFIG:
-        from labgrid import Target
-        from labgrid.driver import OpenOCDDriver
-        from labgrid.resource.remote import RemotePlace
-
-        os.environ.setdefault("LG_COORDINATOR", coordinator)
-        target = Target(place.name)
-        RemotePlace(target, name=place.name)
-        driver = OpenOCDDriver(target, name=None, board_config=OPENOCD_BOARD_CONFIG[env])
-        try:
-            target.activate(driver)
-            driver.load(str(elf))
-        except Exception as e:  # noqa: BLE001 - labgrid raises many kinds; one line for them
-            raise DeviceError(f"place {place.name}: flashing {env} with OpenOCD failed ({e})"
-                              ) from None
-        finally:
-            target.deactivate_all_drivers()
-        return
+        return OPENOCD_BOARD_CONFIG[env]
     raise DeviceError(f"place {place.name}: labgrid has no flasher for {env} among its "
                       f"resources ({', '.join(place.resources) or 'none'}); flash the board "
                       "beforehand and pass --no-flash")
+
+
+def flash_place(place: Place, env: str, elf: Path, coordinator: str) -> None:
+    """Flash one place with labgrid's OpenOCD driver (the place's USBDebugger)."""
+    from labgrid import Target
+    from labgrid.driver import OpenOCDDriver
+    from labgrid.resource.remote import RemotePlace
+
+    config = _openocd_config(place, env)
+    os.environ.setdefault("LG_COORDINATOR", coordinator)  # RemotePlace reads it
+    target = Target(place.name)
+    RemotePlace(target, name=place.name)
+    driver = OpenOCDDriver(target, name=None, board_config=config)
+    try:
+        target.activate(driver)
+        driver.load(str(elf))
+    except Exception as e:  # noqa: BLE001 - labgrid raises many kinds; one line for them
+        raise DeviceError(f"place {place.name}: flashing {env} with OpenOCD failed ({e})"
+                          ) from None
+    finally:
+        target.deactivate_all_drivers()
 
 
 @contextlib.contextmanager
