@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import threading
+import time
 
 import pytest
 import serial
@@ -260,6 +261,7 @@ class FakeBoard(threading.Thread):
     def run(self) -> None:
         conn, _ = self.srv.accept()
         with conn:
+            time.sleep(0.2)  # pyserial flushes a socket's input right after connecting
             conn.sendall(self.boot)
             conn.settimeout(0.1)
             dec = P.Decoder()
@@ -282,10 +284,10 @@ def test_wait_gives_up_naming_port_strategy_and_last_bytes() -> None:
     tap = R.Tap()
     with Link(fake.url, timeout=0.2, open_fn=tap.open) as link, \
             pytest.raises(DeviceError) as e:
-        R.reset_and_wait(link, R.strategy("none"), timeout=1.0, tap=tap)
+        R.reset_and_wait(link, R.strategy("none"), timeout=3.0, tap=tap)
     msg = str(e.value)
     assert "\n" not in msg
-    assert msg.startswith(f"{fake.url}: no BOOT or HELLO within 1 s after reset none")
+    assert msg.startswith(f"{fake.url}: no BOOT or HELLO within 3 s after reset none")
     assert msg.endswith("0d 0a") and "72 73 74 3a" in msg  # 'rst:' ... '\r\n'
     fake.srv.close()
 

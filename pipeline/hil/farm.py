@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -66,6 +67,17 @@ class Place:
         return Target(self.name, self.url)
 
 
+class _LastRecord(logging.Handler):
+    """Keeps the last warning or error logged (and keeps Python from printing it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage().splitlines()[0]
+
+
 class _Session:
     """A labgrid client session whose event loop runs in its own thread, so the coordinator
     keeps hearing from us while the main thread streams samples."""
@@ -73,6 +85,9 @@ class _Session:
     def __init__(self, address: str, timeout: float) -> None:
         client = _labgrid()
         self.address, self.timeout = address, timeout
+        # labgrid reports connection trouble on the root logger; it becomes our one-line error
+        self.log = _LastRecord()
+        logging.getLogger().addHandler(self.log)
         self.loop = asyncio.new_event_loop()
         self.session = None
         self.error: BaseException | None = None
@@ -92,7 +107,7 @@ class _Session:
         self.thread.start()
         if not ready.wait(timeout) or self.session is None:
             self.close()
-            why = self.error or "timed out"
+            why = self.log.last or self.error or "timed out"
             raise DeviceError(f"labgrid coordinator {address}: cannot connect ({why})")
 
     def call(self, coro_fn, *args):
@@ -101,6 +116,7 @@ class _Session:
         return fut.result(self.timeout)
 
     def close(self) -> None:
+        logging.getLogger().removeHandler(self.log)
         if self.session is not None and self.loop.is_running():
             with contextlib.suppress(Exception):
                 self.call(self.session.stop)
