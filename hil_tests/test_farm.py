@@ -137,6 +137,9 @@ def test_two_places_give_the_single_board_outputs(farm_lab, firmware: Path, mode
     per_board = {b["name"]: b for b in report["summary"]["boards"]}
     assert sum(b["samples"] for b in per_board.values()) == len(want)
     assert report["summary"]["bit_exact"] == len(want)
+    with np.load(data) as z:  # every input and output crossed one of the two links
+        payload = len(want) * (z["x"][0].nbytes + len(want[0]["output"]))
+    assert report["summary"]["link"]["payload_bytes"] == payload
     assert report["summary"]["accuracy"] == json.loads(
         (single / "hil.json").read_text())["summary"]["accuracy"]
     md = (tmp_path / "farm" / "hil.md").read_text()

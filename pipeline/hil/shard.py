@@ -26,7 +26,7 @@ from pipeline.hil.build import model_hash
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
 from pipeline.hil.runner import load_npz, model_bytes, stream
-from pipeline.hil.stats import latency_stats, summarize
+from pipeline.hil.stats import latency_stats, link_usage, summarize
 
 Progress = Callable[[int, int, str], None]
 
@@ -250,6 +250,10 @@ def _stream_all(env: str, workers: list[_Worker], x: np.ndarray, labels: np.ndar
     records = [results[i] for i in sorted(results)]
     summary = summarize(records, reference, labels, counter, info.cpu_hz, wall, len(x))
     summary["boards"] = _per_board(workers, records, reference, labels, counter)
+    # all links together; no UART utilisation: several links share the wall time
+    summary["link"] = link_usage(
+        sum(w.link.stats.bytes_out for w in workers), sum(w.link.stats.bytes_in for w in workers),
+        len(records) * x[0].nbytes, len(records) * sum(t.bytes for t in info.outputs), wall, None)
     device = {"env": env, "board": info.board, "backend": info.backend,
               "model_hash": info.model_hash, "cpu_hz": info.cpu_hz,
               "arena_bytes": info.arena_bytes, "counter": counter,
