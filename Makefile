@@ -9,7 +9,7 @@ PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.tinypipe-installed
 # Debian 12 package names; every one must exist, or apt-get installs nothing.
 APT_PKGS  := gcc g++ make python3 python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi \
-             qemu-system-arm clang
+             qemu-system-arm clang ser2net
 # Installed where the distribution has them, else skipped with a note (never a failed bootstrap):
 # libclang-rt-14-dev is clang 14's libFuzzer/ASan runtime (the protocol fuzz test skips without
 # it; older archives, most likely Ubuntu 22.04 among them, ship it in libclang-common-14-dev).
@@ -49,7 +49,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,qat]'
+	$(PIP) install -q -e '.[dev,qat,farm]'
+	@# pyserial and labgrid's pyserial-labgrid both install `serial`: the labgrid one (pyserial
+	@# plus two RFC 2217 fixes) must be the last written, whatever order pip chose
+	$(PIP) install -q --no-deps --force-reinstall \
+	  "pyserial-labgrid==$$($(PY) -c 'import importlib.metadata as m; print(m.version("pyserial-labgrid"))')"
 	touch $@
 
 pio: venv

@@ -43,7 +43,8 @@ class BoardSpec:
     cpu_hz: int                                # core clock (F_CPU)
     counter_hz: int | None = None              # clock of the port's counter, if not the core's
     usb_ids: tuple[tuple[int, int], ...] = ()  # (VID, PID) pairs the board enumerates as
-    reset: str = "none"                        # "qemu" | "renode" | "dtr-rts" | "1200bps" | ...
+    reset: str = "none"            # pipeline.hil.reset: dtr-rts | usb-jtag-serial | 1200bps | none;
+    #                                "qemu" / "renode": started by tinypipe (no line reset)
     baud: int = 115200
     fast_baud: int | None = None               # negotiated with SET_BAUD for bulk data
     timeout: float = 1.0                       # seconds before a request is resent
@@ -163,7 +164,7 @@ BOARDS: dict[str, BoardSpec] = {b.env: b for b in (
               flash_budget=1 * MiB, flashed_with="esptool over USB-UART (auto-reset)",
               pio_board="esp32dev", platform="espressif32"),
     BoardSpec("esp32-s3-devkitc-1", "ESP32-S3 DevKitC-1", "ESP32-S3 (Xtensa LX7)", "cycles",
-              240_000_000, usb_ids=((0x303A, 0x1001),) + _ESP_USB, reset="dtr-rts",
+              240_000_000, usb_ids=((0x303A, 0x1001),) + _ESP_USB, reset="usb-jtag-serial",
               fast_baud=921_600, boot_wait=1.5, ram_bytes=512 * KiB, flash_bytes=8 * MiB,
               arena_budget=256 * KiB, flash_budget=1 * MiB,
               flashed_with="esptool over USB (native or USB-UART)",

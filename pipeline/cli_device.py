@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.boards import BOARDS
+from pipeline.cli_farm import echo_boards, farm_options, hil_on_places
 
 COMMANDS = ("devices", "build", "flash", "hil")
 BACKEND = click.option(
@@ -107,13 +108,17 @@ def flash(env: str, elf: str, port: str | None, emulator: str | None) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Report folder (hil.json, hil.md, latency.png).")
 @EMULATOR
+@farm_options
 def hil(env: str, port: str | None, model: str, data: str, limit: int | None, backend: str,
-        do_flash: bool, out: str, emulator: str | None) -> None:
+        do_flash: bool, out: str, emulator: str | None, places: tuple[str, ...] = (),
+        coordinator: str | None = None, batch: int = 4, reset: str | None = None) -> None:
     """Stream a data set through the board; check every output bit-exactly against the host.
 
     \b
     Example:
       tinypipe hil --env qemu-m4 --model runs/demo --data test.npz --limit 200 --out runs/demo/hil
+      tinypipe hil --env esp32dev --place esp-1 --place esp-2 --no-flash --model m.tflite \
+        --data x.npz --out out
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -133,9 +138,15 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None, ba
                        rate=f"{rate:.0f} samples/s")
 
         say = lambda m: bar.update(task, description=m[:60])  # noqa: E731
-        summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
-                          flash=do_flash, backend=backend, progress=on_sample,
-                          build_progress=say, emulator=emulator)
+        if places:  # labgrid farm (pipeline/cli_farm.py)
+            if port:
+                raise click.UsageError("--place and --port exclude each other")
+            summary = hil_on_places(env, model, data, limit, out, places, coordinator, reset,
+                                    batch, do_flash, backend, on_sample, say)
+        else:
+            summary = run_hil(env, model, data, port=port, limit=limit, out_dir=out,
+                              flash=do_flash, backend=backend, progress=on_sample,
+                              build_progress=say, emulator=emulator, reset=reset)
     kind = summary["counter"]
     click.echo(f"samples      : {summary['samples']}")
     click.echo(f"bit-exact    : {summary['bit_exact']}/{summary['samples']}")
@@ -145,4 +156,5 @@ def hil(env: str, port: str | None, model: str, data: str, limit: int | None, ba
     lat = summary["latency"][kind]
     click.echo(f"latency      : {lat['mean']:,.0f} {kind} mean, p99 {lat['p99']:,.0f}")
     click.echo(f"throughput   : {summary['throughput_sps']:.1f} samples/s")
+    echo_boards(summary)
     click.echo(f"report       : {Path(out) / 'hil.md'}")
