@@ -368,7 +368,7 @@ def _register_optional() -> None:
     """Commands that live in their own modules (device side, bench); each lists COMMANDS."""
     import importlib
 
-    for mod in ("pipeline.cli_device", "pipeline.cli_bench"):
+    for mod in ("pipeline.cli_device", "pipeline.cli_bench", "pipeline.cli_project"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
