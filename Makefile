@@ -7,7 +7,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.tinypipe-installed
-APT_PKGS  := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang \
+APT_PKGS  := gcc g++ make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang \
              libclang-rt-14-dev
 DEMO_OUT  ?= runs/demo
 PYTEST    ?= $(VENV)/bin/pytest

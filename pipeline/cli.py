@@ -107,7 +107,8 @@ def cli(ctx):
     Example:
       tinypipe run --config models/demo.yaml --out runs/demo
     """
-    if ctx.invoked_subcommand and "--help" not in sys.argv and "-h" not in sys.argv:
+    if ctx.invoked_subcommand not in (None, "init") and "--help" not in sys.argv \
+            and "-h" not in sys.argv:  # init writes files only: no TensorFlow to start
         from pipeline._native import import_tensorflow_quietly
 
         import_tensorflow_quietly()

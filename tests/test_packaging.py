@@ -4,7 +4,7 @@ The venv reuses the dependencies already installed for this interpreter (a .pth 
 site-packages; no second TensorFlow download) and gets the wheel with `pip install --no-deps`.
 Everything then runs from a temporary folder with no PYTHONPATH, so the installed package, not
 the checkout, is what runs: export (AOT), a PlatformIO build for qemu-m4, and a HIL run under
-QEMU that must be bit-exact with the host TFLM interpreter.
+QEMU, in a `tinypipe init` project, that must be bit-exact with the host TFLM interpreter.
 """
 
 from __future__ import annotations
@@ -152,8 +152,15 @@ def test_installed_tinypipe_exports_builds_and_runs_hil_from_another_folder(
     assert (core / "packages" / "tool-scons" / "package.json").is_file()
     assert (core / "boards" / "qemu_mps2_an386.json").is_file()
 
-    _run([tinypipe, "hil", "--env", "qemu-m4", "--model", "tiny.tflite", "--data", "x.npz",
+    # A user project: tinypipe's app copied from the installed package, built by `hil`.
+    _run([tinypipe, "init", "fw", "--board", "qemu-m4"], work, env)
+    app = Path(_run([str(venv / "bin" / "python"), "-c", "import pipeline.paths as p; "
+                     "print(p.FIRMWARE / 'src' / 'app.c')"], work, env).strip())
+    assert (work / "fw/lib/tinypipe/src/app.c").read_bytes() == app.read_bytes()
+    _run([tinypipe, "hil", "--project", "fw", "--model", "tiny.tflite", "--data", "x.npz",
           "--out", "hil"], work, env, timeout=600)
+    assert (work / "fw/.pio/build/qemu-m4/program.elf").is_file()
+    assert (work / "fw/model/tp_model.h").is_file()
     report = json.loads((work / "hil" / "hil.json").read_text())
     assert report["summary"]["samples"] == 4 and report["summary"]["bit_exact"] == 4
     want = run_tflm(model, [x]).outputs[0].reshape(4, -1)
