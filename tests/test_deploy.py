@@ -300,3 +300,16 @@ def test_esp_idf_component_follows_its_specification(model: Path, tmp_path: Path
                         str(comp / incs[0]), "-c", str(comp / s), "-o", str(tmp_path / "o.o")],
                        check=True)
 
+
+
+def test_esp_idf_manifest_passes_espressifs_component_manager(model: Path,
+                                                              tmp_path: Path) -> None:
+    """The manifest through Espressif's own parser, in the checks it runs before an upload
+    (`pip install idf-component-manager`; not a tinypipe dependency)."""
+    manager = pytest.importorskip("idf_component_tools.manager",
+                                  reason="idf-component-manager not installed")
+    dep = export_deployable(model, "esp-idf", tmp_path / "tiny_cnn")
+    for mode in (manager.UploadMode.false, manager.UploadMode.component):
+        m = manager.ManifestManager(dep.path, dep.name, upload_mode=mode)
+        assert m.is_valid, m.validation_errors
+        assert m.load().dependencies == {"idf": ">=4.4"}
