@@ -177,13 +177,10 @@ def evaluate(config, out, model_path, data_path, overrides, limit):
 
 
 def _print_eval(d: dict) -> None:
-    for k, label in (("float", "float"), ("int8", "int8 (TFLite)"), ("tflm", "int8 (TFLM)")):
-        if d.get(k):
-            click.echo(f"accuracy {label:<14} {d[k]['accuracy']:.2%}")
-    if d.get("agreement_predictions") is not None:
-        click.echo(f"agreement int8 vs TFLM: {d['agreement_predictions']:.2%} top-1, "
-                   f"{d['agreement_exact']:.2%} byte-identical")
-    click.echo(f"samples: {d['n']}")
+    from pipeline.evaluate import summary_lines
+
+    for line in summary_lines(d):
+        click.echo(line)
 
 
 @cli.command()
@@ -364,8 +361,9 @@ def card(out, dest):
     from pipeline.card import publish
 
     c = publish(out, dest)
-    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM val accuracy "
-               f"{c['validation']['accuracy_tflm']})")
+    a = c["accuracy"]
+    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM accuracy {a['tflm']} on the "
+               f"{a['split']} split)")
 
 
 def print_summary(r: dict) -> None:
