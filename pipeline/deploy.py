@@ -103,6 +103,9 @@ def model_settings(model: ModelArtifact | str | Path, art: ModelArtifact) -> Set
                                                         "pixel_scale", "pixel_offset") if k in p})
         except (OSError, ValueError, TypeError, AttributeError) as e:
             raise ConfigError(f"{card_path}: cannot read the model card ({e})") from None
+        if card.get("model_hash") not in (None, art.hash):
+            raise ConfigError(f"{card_path}: describes model {card['model_hash']}, not "
+                              f"{art.hash} ({art.name})")
         name, labels, source = card.get("name") or name, card.get("class_names"), "card.json"
     if pre is None:
         shape = list(art.inputs[0].shape)

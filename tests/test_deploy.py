@@ -313,3 +313,14 @@ def test_esp_idf_manifest_passes_espressifs_component_manager(model: Path,
         m = manager.ManifestManager(dep.path, dep.name, upload_mode=mode)
         assert m.is_valid, m.validation_errors
         assert m.load().dependencies == {"idf": ">=4.4"}
+
+
+def test_a_card_for_another_model_is_refused(model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(model, folder / "model.tflite")
+    card = json.loads((ROOT / "models/cifar10/card.json").read_text())
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match=r"card.json: describes model [0-9a-f]{16}, not "):
+        export_deployable(folder, "cmake", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
