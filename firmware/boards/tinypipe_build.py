@@ -24,6 +24,11 @@ def _abs(path):
     return path if os.path.isabs(path) else os.path.join(project, path)
 
 
+def _fail(message):
+    """Stop the build; tinypipe reports the first line with "error" in it."""
+    env.Exit(f"tinypipe: error: {message}")  # noqa: F821
+
+
 # --- TFLite Micro from a source tree ($TFLM_DIR) ------------------------------------------------
 # Third-party folders default to where TFLM's own Makefile downloads them
 # (tensorflow/lite/micro/tools/make/downloads/<name>); env vars override each one.
@@ -113,23 +118,23 @@ def _tflm(model_dir):
             env.Append(CPPDEFINES=["TINYPIPE_BACKEND_TFLM", "TINYPIPE_TFLM_LIB",  # noqa: F821
                                    ("TINYPIPE_TFLM_LIB_NAME", f'\\"tflm+{name}\\"')])
             return
-        env.Exit("tinypipe: error: TFLM_DIR unset: point it at a tflite-micro source tree")  # noqa: F821
+        _fail("TFLM_DIR unset: point it at a tflite-micro source tree")
     root = os.path.abspath(root)
     if not os.path.isfile(os.path.join(root, "tensorflow/lite/micro/micro_interpreter.h")):
-        env.Exit(f"tinypipe: error: TFLM_DIR={root} is not a tflite-micro source tree "  # noqa: F821
-                 "(no tensorflow/lite/micro/micro_interpreter.h)")
+        _fail(f"TFLM_DIR={root} is not a tflite-micro source tree "
+              "(no tensorflow/lite/micro/micro_interpreter.h)")
     downloads = os.path.join(root, "tensorflow/lite/micro/tools/make/downloads")
     include = [root]
     for name, (var, probe) in TFLM_THIRD_PARTY.items():
         folder = os.path.abspath(os.environ.get(var) or os.path.join(downloads, name))
         if not os.path.isfile(os.path.join(folder, probe)):
-            env.Exit(f"tinypipe: error: TFLM needs {name}: no {probe} in {folder}; set {var}")  # noqa: F821
+            _fail(f"TFLM needs {name}: no {probe} in {folder}; set {var}")
         include.append(os.path.join(folder, "include") if name == "flatbuffers" else folder)
     cmsis = os.environ.get("CMSIS_NN_DIR", "").strip()
     if cmsis:
         cmsis = os.path.abspath(cmsis)
         if not os.path.isfile(os.path.join(cmsis, "Include", "arm_nnfunctions.h")):
-            env.Exit(f"tinypipe: error: CMSIS_NN_DIR={cmsis} has no Include/arm_nnfunctions.h")  # noqa: F821
+            _fail(f"CMSIS_NN_DIR={cmsis} has no Include/arm_nnfunctions.h")
         include += [cmsis, os.path.join(cmsis, "Include")]
     # Everything that includes TFLM headers must agree on these (TfLiteTensor's layout).
     defines = ["TF_LITE_STATIC_MEMORY", "TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"]
@@ -188,13 +193,13 @@ backend_src = next((f"infer_{backend}{ext}" for ext in (".c", ".cc")
                     if os.path.isfile(os.path.join(src_dir, "backends", f"infer_{backend}{ext}"))),
                    None)
 if backend_src is None and not from_lib:
-    env.Exit(f"tinypipe: error: unknown backend {backend!r} (no backends/infer_{backend}.c)")  # noqa: F821
+    _fail(f"unknown backend {backend!r} (no backends/infer_{backend}.c)")
 marker = "model_data.h" if backend == "tflm" else "tp_model.h"
 
 model_dir = None if from_lib else _abs(explicit or "build/model")
 if model_dir and not os.path.isfile(os.path.join(model_dir, marker)):
     if explicit or backend != "aot":
-        env.Exit(f"tinypipe: error: {model_dir} has no {marker}; run `tinypipe export` first")  # noqa: F821
+        _fail(f"{model_dir} has no {marker}; run `tinypipe export` first")
     print(f"tinypipe: no exported model in {model_dir}, building firmware/test_model")
     model_dir = os.path.join(firmware_dir, "test_model")
 
