@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.tinypipe-installed
 # Debian 12 package names; every one must exist, or apt-get installs nothing.
-APT_PKGS  := gcc g++ make python3 python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi \
+APT_PKGS  := gcc g++ make cmake python3 python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi \
              qemu-system-arm clang ser2net
 # Installed where the distribution has them, else skipped with a note (never a failed bootstrap):
 # libclang-rt-14-dev is clang 14's libFuzzer/ASan runtime (the protocol fuzz test skips without

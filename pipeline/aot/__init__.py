@@ -20,11 +20,12 @@ from pipeline.aot.ops import Kernel, Unsupported, lower
 from pipeline.aot.planner import Plan, Step, plan
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
+from pipeline.paths import KERNELS
 
 __all__ = ["AotResult", "Compiled", "compile_model", "export_aot", "check_supported",
            "KERNELS_DIR"]
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
+KERNELS_DIR = KERNELS  # pipeline.paths: the checkout, or the installed package
 _COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
 SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
