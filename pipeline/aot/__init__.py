@@ -24,7 +24,7 @@ from pipeline.tflm import read_model
 __all__ = ["AotResult", "export_aot", "check_supported", "KERNELS_DIR"]
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
-_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
+_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h", "tk_mve.h")
 SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -106,7 +106,8 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
                                      any("memcpy" in line for line in body)))
     files += [hdr, src]
     sources = [f"{f}.c" for f in families]
-    sources += [f"{f}_dsp.c" for f in families if (KERNELS_DIR / f"{f}_dsp.c").is_file()]
+    sources += [f"{f}_{isa}.c" for isa in ("dsp", "mve") for f in families
+                if (KERNELS_DIR / f"{f}_{isa}.c").is_file()]
     for fname in list(_COMMON_FILES) + sources:
         s = KERNELS_DIR / fname
         if not s.is_file():
