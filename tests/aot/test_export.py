@@ -74,7 +74,7 @@ def test_result_files_and_header(small_model, tmp_path):
     names = sorted(p.name for p in res.files)
     assert names == sorted(["tp_model.h", "tp_model.c", "tinykernels.h", "tk_fixedpoint.h",
                             "tk_conv.c", "tk_conv_dsp.c", "tk_conv_mve.c", "tk_mean.c", "tk_fc.c",
-                            "tk_dsp.h", "tk_mve.h"])
+                            "tk_fc_mve.c", "tk_dsp.h", "tk_mve.h"])
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == names
     assert res.ops == ["CONV_2D", "MEAN", "FULLY_CONNECTED"]
     assert res.kernels == ["tk_conv", "tk_fc", "tk_mean"]
