@@ -237,10 +237,21 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     return 28 * oc + 9 * kp, 4
 
 
+def _mve_conv_bytes(k: int, oc: int) -> int:
+    """Work space of the MVE convolution with filter rows of k bytes (tk_conv_mve.c)."""
+    chunks = (k + 15) // 16
+    pairs = min(4, max(1, 1024 // (32 * chunks)))  # pixel pairs per assembly call
+    # alignment, 96 bytes per block of four output channels, interleaved patches of the pairs,
+    # one linear patch and slack
+    return 16 + 96 * ((oc + 3) // 4) + 32 * chunks * pairs + 16 * chunks + 16
+
+
 def _mve_scratch(depthwise: bool, kh: int, kw: int, ic: int, filter_in_c: int, oc: int,
                  ow: int, dm: int, sp: dict) -> int:
     """Work space of the Helium (MVE) kernels in bytes (tk_conv_mve.c), 0 if they do not run."""
     if depthwise:
+        if ic == 1 and dm > 1:  # a convolution on a transposed copy of the filter
+            return 16 + (oc * kh * kw + 15) // 16 * 16 + _mve_conv_bytes(kh * kw, oc)
         span_w = (kw - 1) * sp["dil_w"] + 1
         nvec = (span_w * kh + 15) // 16
         plane = ((ow - 1) * sp["stride_w"] + span_w) * kh
@@ -252,9 +263,7 @@ def _mve_scratch(depthwise: bool, kh: int, kw: int, ic: int, filter_in_c: int, o
         return 16 + oc * (16 * nvec + 16) + 16 * nvec * kh + oc * plane + slack
     if filter_in_c != ic:
         return 0
-    # alignment, 80 bytes per block of four output channels, two patches interleaved and two
-    # linear in 16-byte chunks, slack
-    return 32 + 80 * ((oc + 3) // 4) + 64 * ((kh * kw * ic + 15) // 16)
+    return _mve_conv_bytes(kh * kw * ic, oc)
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

@@ -1,22 +1,23 @@
-/* CONV_2D for cores with Helium (MVE): Cortex-M55, Cortex-M85.
+/* CONV_2D and DEPTHWISE_CONV_2D for cores with Helium (MVE): Cortex-M55, Cortex-M85.
  *
  * Convolution as a matrix product of patches and filter rows. The input offset is folded into
  * the bias (bias + in_offset * sum of the filter row, per call), so the patches hold raw int8
  * values and padded taps the input zero point, whose product with (x + offset) is 0 as in the
- * reference. Two output pixels at a time: their patches are copied into scratch interleaved in
- * 16-byte chunks (chunk j of pixel s at 32 j + 16 s), then an assembly loop runs every block of
- * four output channels: per chunk two patch loads, four filter loads and eight VMLADAVA (128
- * MACs in 14 instructions), accumulators starting at the folded bias. A last partial chunk
- * loads the filter rows under a VCTP predicate (zeros past the row), so patch bytes past the
- * patch never count. Requantization is vectorized over the four channels of a pixel (see
- * tk_mve.h) and stores four bytes per pixel. Reading both patches before writing a block keeps
- * the planner's memory contract (README).
+ * reference. Pixels go in pairs: the patches of up to four pairs are copied into scratch, each
+ * pair interleaved in 16-byte chunks (chunk j of pixel s at 32 j + 16 s), then one call of an
+ * assembly loop runs, per pair, every block of four output channels: per chunk two patch loads,
+ * four filter loads and eight VMLADAVA (128 MACs in 14 instructions), accumulators starting at
+ * the folded bias. A last partial chunk loads the filter rows under a VCTP predicate (zeros past
+ * the row), so patch bytes past the patch never count. Requantization is vectorized over the
+ * four channels of a pixel (tk_mve.h) and stores four bytes per pixel (fewer in a last partial
+ * block). All patches of a call are read before any of its outputs is written, which keeps the
+ * planner's memory contract (README).
  *
- * Work space (scratch): 80 bytes per block of four output channels (folded bias twice per
- * channel, multiplier, negated right shift, left shift), the two patches interleaved and, for
- * windows that are not one run of the input, linear (16 + 80 * blocks + 64 * chunks + 16
- * bytes).
- * Grouped convolutions and a missing scratch take the reference kernel.
+ * Work space (scratch): 96 bytes per block of four output channels (folded bias twice per
+ * channel, multiplier, negated right shift, left shift, filter row offsets, channel count), the
+ * patches interleaved (TK_CONV_PAIRS pairs) and two linear ones with 16 bytes of slack; see
+ * _mve_scratch in pipeline/aot/ops.py. Grouped convolutions and a missing scratch take the
+ * reference kernel.
  */
 #include <string.h>
 
@@ -24,28 +25,32 @@
 
 #if TK_MVE
 
-/* One call of the assembly loop: two output pixels, nblocks blocks of four output channels.
- * Field offsets are fixed: the assembly reads them. */
+/* One call of the assembly loop: npairs pairs of output pixels, nblocks blocks of four output
+ * channels each. Field offsets are fixed: the assembly reads them. */
 typedef struct {
-  const int8_t *x;       /*  0: interleaved patches of the two pixels */
-  int32_t k1, k2, k3;    /*  4: byte offsets of filter rows 1..3 of a block from row 0 */
-  int32_t nfull;         /* 16: full 16-byte chunks per filter row */
-  int32_t rem;           /* 20: bytes in the last, partial chunk (0: none) */
-  int32_t unused[2];     /* 24 */
-  uint32_t state[4];     /* 32: filter row 0, block parameters, output of pixel 0, of pixel 1 */
+  const int8_t *x;       /*  0: interleaved patches of the current pair */
+  int32_t nfull;         /*  4: full 16-byte chunks per filter row */
+  int32_t rem;           /*  8: bytes in the last, partial chunk (0: none) */
+  int32_t xstep;         /* 12: bytes between the patches of two pairs */
+  int32_t npairs;        /* 16: pairs to run (counted down) */
+  int32_t nblocks;       /* 20: blocks of four output channels */
+  int32_t bcount;        /* 24: blocks left in the current pair */
+  int32_t out_offset;    /* 28 */
+  uint32_t state[4];     /* 32: filter row 0, block record, output of pixel 0, of pixel 1 */
   uint32_t step[4];      /* 48: added to state after each block */
-  int32_t nblocks;       /* 64: blocks to run (counted down) */
-  int32_t nch;           /* 68: channels stored per block: 4, fewer for a last partial block */
-  int32_t out_offset;    /* 72 */
-  int32_t act_min;       /* 76 */
-  int32_t act_max;       /* 80 */
+  uint32_t adj[4];       /* 64: added to state after each pair */
+  int32_t act_min;       /* 80 */
+  int32_t act_max;       /* 84 */
 } tk_conv_job;
 
-typedef char tk_conv_job_layout[(sizeof(tk_conv_job) == 84 &&
+typedef char tk_conv_job_layout[(sizeof(tk_conv_job) == 88 &&
                                  offsetof(tk_conv_job, state) == 32 &&
-                                 offsetof(tk_conv_job, act_max) == 80) ? 1 : -1];
+                                 offsetof(tk_conv_job, act_max) == 84) ? 1 : -1];
 
-#define TK_CONV_QWORDS 20 /* per block: bias x2 (8), multiplier (4), -right (4), left (4) */
+/* Per block of four channels: byte offsets of filter rows 1..3 from row 0 and the channels to
+ * store, folded bias twice (pixel 0, pixel 1), multipliers, negated right shifts, left shifts. */
+#define TK_CONV_QWORDS 24
+#define TK_CONV_PAIRS 4 /* pairs per call at most (fewer for long patches, as in ops.py) */
 
 void tk_mve_conv2_t0g0(tk_conv_job *j);
 void tk_mve_conv2_t1g0(tk_conv_job *j);
@@ -73,24 +78,25 @@ __asm__(
     "  str r0, [sp, #32]\n"
     "  vldrw.u32 q4, [r0, #32]\n"
     "  vldrw.u32 q5, [r0, #48]\n"
-    "  ldr r1, [r0, #76]\n"
-    "  vdup.32 q6, r1\n"
     "  ldr r1, [r0, #80]\n"
+    "  vdup.32 q6, r1\n"
+    "  ldr r1, [r0, #84]\n"
     "  vdup.32 q7, r1\n"
     "1:\n"
-    "  ldm r0, {r1, r5, r7, r9, r11, r12}\n"
-    "  ldr r3, [r0, #32]\n"
     "  ldr r6, [r0, #36]\n"
+    "  ldr r3, [r0, #32]\n"
+    "  ldm r0, {r1, r11, r12}\n"
+    "  ldm r6, {r5, r7, r9}\n"
     "  add r5, r3\n"
     "  add r7, r3\n"
     "  add r9, r3\n"
     "  .if \\tail\n"
     "  vctp.8 r12\n"
     "  .endif\n"
-    "  ldrd r0, r2, [r6]\n"
-    "  ldrd r8, r10, [r6, #16]\n"
-    "  ldrd r12, lr, [r6, #24]\n"
-    "  ldrd r4, r6, [r6, #8]\n"
+    "  ldrd r0, r2, [r6, #16]\n"
+    "  ldrd r8, r10, [r6, #32]\n"
+    "  ldrd r12, lr, [r6, #40]\n"
+    "  ldrd r4, r6, [r6, #24]\n"
     "  cmp r11, #0\n"
     "  beq 3f\n"
     "2:\n"
@@ -135,14 +141,14 @@ __asm__(
     "  ldr r0, [sp, #32]\n"
     "  ldr r2, [r0, #36]\n"
     "  .if \\general\n"
-    "  vldrw.u32 q2, [r2, #64]\n"
+    "  vldrw.u32 q2, [r2, #80]\n"
     "  vshl.s32 q0, q0, q2\n"
     "  vshl.s32 q1, q1, q2\n"
     "  .endif\n"
-    "  vldrw.u32 q2, [r2, #32]\n"
+    "  vldrw.u32 q2, [r2, #48]\n"
     "  vqrdmulh.s32 q0, q0, q2\n"
     "  vqrdmulh.s32 q1, q1, q2\n"
-    "  vldrw.u32 q2, [r2, #48]\n"
+    "  vldrw.u32 q2, [r2, #64]\n"
     "  .if \\general\n"
     "  vand q3, q0, q2\n"
     "  vshr.s32 q3, q3, #31\n"
@@ -158,7 +164,7 @@ __asm__(
     "  .endif\n"
     "  vrshl.s32 q0, q0, q2\n"
     "  vrshl.s32 q1, q1, q2\n"
-    "  ldr r1, [r0, #72]\n"
+    "  ldr r1, [r0, #28]\n"
     "  vadd.i32 q0, q0, r1\n"
     "  vadd.i32 q1, q1, r1\n"
     "  vmax.s32 q0, q0, q6\n"
@@ -166,16 +172,29 @@ __asm__(
     "  vmin.s32 q0, q0, q7\n"
     "  vmin.s32 q1, q1, q7\n"
     "  ldrd r6, r4, [r0, #40]\n"
-    "  ldr r1, [r0, #68]\n"
+    "  ldr r1, [r2, #12]\n"
     "  vctp.32 r1\n"
     "  vpstt\n"
     "  vstrbt.32 q0, [r6]\n"
     "  vstrbt.32 q1, [r4]\n"
     "  vadd.i32 q4, q4, q5\n"
     "  vstrw.32 q4, [r0, #32]\n"
-    "  ldr r1, [r0, #64]\n"
+    "  ldr r1, [r0, #24]\n"
     "  subs r1, #1\n"
-    "  str r1, [r0, #64]\n"
+    "  str r1, [r0, #24]\n"
+    "  bne 1b\n"
+    "  vldrw.u32 q0, [r0, #64]\n"
+    "  vadd.i32 q4, q4, q0\n"
+    "  vstrw.32 q4, [r0, #32]\n"
+    "  ldr r1, [r0]\n"
+    "  ldr r2, [r0, #12]\n"
+    "  add r1, r2\n"
+    "  str r1, [r0]\n"
+    "  ldr r1, [r0, #20]\n"
+    "  str r1, [r0, #24]\n"
+    "  ldr r1, [r0, #16]\n"
+    "  subs r1, #1\n"
+    "  str r1, [r0, #16]\n"
     "  bne 1b\n"
     "  add sp, #40\n"
     "  vpop {d8-d15}\n"
@@ -189,27 +208,38 @@ __asm__(
     "  .purgem TK_CONV2\n"
     "  .text\n");
 
-/* The patch of the window at (y0, x0) of image `img`, linear (k bytes) at tmp. */
-static void gather_window(const tk_conv_params *p, const int8_t *img, int y0, int x0,
-                          int8_t *tmp) {
-  const int ic = p->in_c, run = p->k_w * ic;
-  const long row_bytes = (long)p->in_w * ic;
-  const int8_t zp = (int8_t)(-p->in_offset);
+/* What the patch copies of one call need, computed once. */
+typedef struct {
+  const int8_t *img;     /* current batch image */
+  long row_bytes;
+  int in_h, in_w, ic, k_h, k_w, dil_h, dil_w, stride_h, stride_w, pad_h, pad_w, out_w;
+  int k, run, nchunks;
+  int8_t zp;
+} tk_patch;
+
+/* The patch of the window at (y0, x0), linear (k bytes, a 16-byte store may run past it) at tmp.
+ * Fields are copied to locals first: the int8 stores could alias *g and force reloads. */
+__attribute__((noinline)) static void gather_window(const tk_patch *g, int y0, int x0,
+                                                    int8_t *tmp) {
+  const int8_t *const img = g->img;
+  const long row_bytes = g->row_bytes;
+  const int in_h = g->in_h, in_w = g->in_w, ic = g->ic, k_h = g->k_h, k_w = g->k_w;
+  const int dil_h = g->dil_h, dil_w = g->dil_w, run = g->run;
+  const int8_t zp = g->zp;
   int ky, kx, y = y0;
-  if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+  if (dil_w == 1 && x0 >= 0 && x0 + k_w <= in_w) {
     /* Every kernel row is one run of the input. */
     const int8_t *src = img + (long)x0 * ic;
     if (run <= 16) {
-      /* One vector per row; the store runs past the row (the next row or the slack). */
       const mve_pred16_t pr = vctp8q(run);
       const int8x16_t zv = vdupq_n_s8(zp);
-      for (ky = 0; ky < p->k_h; ++ky, tmp += run, y += p->dil_h) {
-        vstrbq_s8(tmp, (unsigned)y < (unsigned)p->in_h ? vldrbq_z_s8(src + y * row_bytes, pr) : zv);
+      for (ky = 0; ky < k_h; ++ky, tmp += run, y += dil_h) {
+        vstrbq_s8(tmp, (unsigned)y < (unsigned)in_h ? vldrbq_z_s8(src + y * row_bytes, pr) : zv);
       }
       return;
     }
-    for (ky = 0; ky < p->k_h; ++ky, tmp += run, y += p->dil_h) {
-      if ((unsigned)y < (unsigned)p->in_h) {
+    for (ky = 0; ky < k_h; ++ky, tmp += run, y += dil_h) {
+      if ((unsigned)y < (unsigned)in_h) {
         tk_mve_copy(tmp, src + y * row_bytes, run);
       } else {
         tk_mve_fill(tmp, zp, run);
@@ -217,11 +247,11 @@ static void gather_window(const tk_conv_params *p, const int8_t *img, int y0, in
     }
     return;
   }
-  for (ky = 0; ky < p->k_h; ++ky, y += p->dil_h) {
-    for (kx = 0; kx < p->k_w; ++kx, tmp += ic) {
-      const int xx = x0 + p->dil_w * kx;
-      if ((unsigned)y < (unsigned)p->in_h && (unsigned)xx < (unsigned)p->in_w) {
-        tk_mve_copy(tmp, img + (long)y * row_bytes + (long)xx * ic, ic);
+  for (ky = 0; ky < k_h; ++ky, y += dil_h) {
+    for (kx = 0; kx < k_w; ++kx, tmp += ic) {
+      const int xx = x0 + dil_w * kx;
+      if ((unsigned)y < (unsigned)in_h && (unsigned)xx < (unsigned)in_w) {
+        tk_mve_copy(tmp, img + y * row_bytes + (long)xx * ic, ic);
       } else {
         tk_mve_fill(tmp, zp, ic);
       }
@@ -229,110 +259,196 @@ static void gather_window(const tk_conv_params *p, const int8_t *img, int y0, in
   }
 }
 
-/* Input pixel index of output pixel px of a 1x1 convolution without padding. */
-static inline int pw_src(const tk_conv_params *p, int px) {
-  if (p->stride_h == 1 && p->stride_w == 1) return px;
-  return (px / p->out_w) * p->stride_h * p->in_w + (px % p->out_w) * p->stride_w;
+/* Chunks of a patch into slot d of an interleaved pair (chunk j at d + 32 j); the last chunk
+ * stops at the end of the patch. */
+static inline void put_chunks(int8_t *d, const int8_t *src, int k, int nchunks) {
+  int j;
+  for (j = 0; j + 1 < nchunks; ++j) vstrbq_s8(d + 32 * j, vldrbq_s8(src + 16 * j));
+  vstrbq_s8(d + 32 * j, vldrbq_z_s8(src + 16 * j, vctp8q(k - 16 * j)));
 }
 
-void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
-                  const int32_t *bias, int8_t *out) {
-  const int k = p->k_h * p->k_w * p->filter_in_c;
-  const int oc = p->out_c;
-  const int nb = (oc + 3) / 4, nbf = oc / 4, last = oc % 4;
-  const int nchunks = (k + 15) / 16;
-  const int npx = p->out_h * p->out_w;
-  int32_t *q;
-  int8_t *x, *tmp;
-  const int pointwise = p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0;
-  tk_conv_job job;
-  int c, b, px, general = 0;
-  if (p->filter_in_c != p->in_c || p->scratch == NULL) {
-    tk_conv2d_s8_ref(p, in, filter, bias, out);
-    return;
+/* Window inside the image, kernel rows of run bytes (a multiple of 16, so every row starts a
+ * chunk): copied straight into the chunks of slot d. */
+static inline void window_rows16(int8_t *d, const int8_t *src, int k_h, long row_step,
+                                 int run) {
+  int ky, j;
+  for (ky = 0; ky < k_h; ++ky, src += row_step) {
+    for (j = 0; j < run; j += 16, d += 32) vstrbq_s8(d, vldrbq_s8(src + j));
   }
-  q = (int32_t *)tk_mve_align16(p->scratch);
-  x = (int8_t *)(q + TK_CONV_QWORDS * nb);
-  tmp = x + 32 * nchunks; /* two linear patches and 16 bytes of slack */
+}
+
+/* Window inside the image, kernel rows of at most 16 bytes: linear at tmp (each store may run
+ * 16 bytes past its row), then chunked into slot d. */
+static inline void window_rows_short(int8_t *d, const int8_t *src, int k_h, long row_step,
+                                     int run, int8_t *tmp, int k, int nch) {
+  const mve_pred16_t pr = vctp8q(run);
+  int ky;
+  for (ky = 0; ky < k_h; ++ky, src += row_step) vstrbq_s8(tmp + ky * run, vldrbq_z_s8(src, pr));
+  put_chunks(d, tmp, k, nch);
+}
+
+/* The patches of n consecutive output pixels from (oy, ox) on, interleaved by pairs at x (a
+ * lone last pixel fills both slots of its pair). A separate function with scalar copies of the
+ * geometry keeps register pressure and aliasing reloads off these loops. */
+__attribute__((noinline)) static void fill_patches(const tk_patch *g, int oy, int ox, int n,
+                                                   int8_t *x, int8_t *tmp) {
+  const int k = g->k, nch = g->nchunks, out_w = g->out_w, in_w = g->in_w, in_h = g->in_h;
+  const int sh = g->stride_h, sw = g->stride_w, ph = g->pad_h, pw = g->pad_w;
+  const int k_h = g->k_h, ic = g->ic, run = g->run;
+  const int span_h = (k_h - 1) * g->dil_h + 1, span_w = (g->k_w - 1) * g->dil_w + 1;
+  const long row_bytes = g->row_bytes, row_step = g->dil_h * row_bytes;
+  const int8_t *const img = g->img;
+  const int rows16 = g->dil_w == 1 && run % 16 == 0, short_rows = g->dil_w == 1 && run <= 16;
+  int i, j;
+  if (g->k_h == 1 && g->k_w == 1 && ph == 0 && pw == 0 && sh == 1 && sw == 1) {
+    /* Pointwise: the patches are consecutive input pixels. */
+    const int8_t *src = img + ((long)oy * in_w + ox) * k;
+    if (nch == 1) {
+      const mve_pred16_t pr = vctp8q(k);
+      for (i = 0; i < n; ++i, src += k) vstrbq_s8(x + 16 * i, vldrbq_z_s8(src, pr));
+    } else {
+      for (i = 0; i < n; ++i, src += k) {
+        put_chunks(x + 32 * nch * (i >> 1) + 16 * (i & 1), src, k, nch);
+      }
+    }
+  } else {
+    for (i = 0; i < n; ++i) {
+      int8_t *d = x + 32 * nch * (i >> 1) + 16 * (i & 1);
+      const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+      if (y0 >= 0 && y0 + span_h <= in_h && x0 >= 0 && x0 + span_w <= in_w &&
+          (rows16 || short_rows)) {
+        const int8_t *src = img + y0 * row_bytes + (long)x0 * ic;
+        if (rows16) {
+          window_rows16(d, src, k_h, row_step, run);
+        } else {
+          window_rows_short(d, src, k_h, row_step, run, tmp, k, nch);
+        }
+      } else {
+        gather_window(g, y0, x0, tmp);
+        put_chunks(d, tmp, k, nch);
+      }
+      if (++ox == out_w) {
+        ox = 0;
+        ++oy;
+      }
+    }
+  }
+  if (n & 1) {
+    int8_t *d = x + 32 * nch * (n >> 1);
+    for (j = 0; j < nch; ++j) vstrbq_s8(d + 32 * j + 16, vldrbq_s8(d + 32 * j));
+  }
+}
+
+/* Pairs per assembly call: up to TK_CONV_PAIRS while their patches fit in 1 KiB. */
+static int conv_pairs(int nchunks) {
+  const int n = 1024 / (32 * nchunks);
+  return n < 1 ? 1 : (n > TK_CONV_PAIRS ? TK_CONV_PAIRS : n);
+}
+
+/* The convolution on groups of one (filter_in_c == in_c); filter rows of k bytes. */
+static void conv_mve(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                     const int32_t *bias, int8_t *out, void *scratch) {
+  const int k = p->k_h * p->k_w * p->filter_in_c;
+  const int oc = p->out_c, nb = (oc + 3) / 4;
+  const int nchunks = (k + 15) / 16, ppc = conv_pairs(nchunks);
+  const int npx = p->out_h * p->out_w;
+  int32_t *q = (int32_t *)tk_mve_align16(scratch);
+  int8_t *x = (int8_t *)(q + TK_CONV_QWORDS * nb);
+  int8_t *tmp = x + 32 * nchunks * ppc; /* one linear patch and 16 bytes of slack */
+  tk_patch g;
+  tk_conv_job job;
+  int c, b, px, i, general = 0;
+  void (*fn)(tk_conv_job *);
   memset(q + TK_CONV_QWORDS * (nb - 1), 0, TK_CONV_QWORDS * sizeof(int32_t));
   for (c = 0; c < oc; ++c) {
     int32_t *qb = q + TK_CONV_QWORDS * (c / 4);
-    const int i = c % 4;
+    const int lane = c % 4;
     const int32_t s = p->shift[c];
     /* Wrapping int32 arithmetic, as the reference accumulator. */
     const uint32_t fold = (uint32_t)(bias ? bias[c] : 0) +
                           (uint32_t)p->in_offset * (uint32_t)tk_mve_sum_s8(filter + (long)c * k, k);
-    qb[2 * i] = qb[2 * i + 1] = tk_wrap32(fold);
-    qb[8 + i] = p->mult[c];
-    qb[12 + i] = s > 0 ? 0 : s;
-    qb[16 + i] = s > 0 ? s : 0;
+    qb[4 + 2 * lane] = qb[5 + 2 * lane] = tk_wrap32(fold);
+    qb[12 + lane] = p->mult[c];
+    qb[16 + lane] = s > 0 ? 0 : s;
+    qb[20 + lane] = s > 0 ? s : 0;
     general |= s >= 0;
   }
+  for (i = 0; i < nb; ++i) {
+    /* Rows past the last channel repeat it; their results are not stored. */
+    const int last = oc - 4 * i < 4 ? oc - 4 * i : 4;
+    int32_t *qb = q + TK_CONV_QWORDS * i;
+    qb[0] = (last > 1 ? 1 : 0) * k;
+    qb[1] = (last > 2 ? 2 : last - 1) * k;
+    qb[2] = (last > 3 ? 3 : last - 1) * k;
+    qb[3] = last;
+  }
+  g.row_bytes = (long)p->in_w * p->in_c;
+  g.in_h = p->in_h;
+  g.in_w = p->in_w;
+  g.ic = p->in_c;
+  g.k_h = p->k_h;
+  g.k_w = p->k_w;
+  g.dil_h = p->dil_h;
+  g.dil_w = p->dil_w;
+  g.stride_h = p->stride_h;
+  g.stride_w = p->stride_w;
+  g.pad_h = p->pad_h;
+  g.pad_w = p->pad_w;
+  g.out_w = p->out_w;
+  g.k = k;
+  g.run = p->k_w * p->in_c;
+  g.nchunks = nchunks;
+  g.zp = (int8_t)(-p->in_offset);
   job.nfull = k / 16;
   job.rem = k % 16;
+  job.xstep = 32 * nchunks;
+  job.nblocks = nb;
   job.out_offset = p->out_offset;
   job.act_min = p->act_min;
   job.act_max = p->act_max;
-  job.unused[0] = job.unused[1] = 0;
-  job.x = x;
+  job.step[0] = (uint32_t)(4 * k);
+  job.step[1] = TK_CONV_QWORDS * sizeof(int32_t);
+  job.step[2] = job.step[3] = 4;
+  job.adj[0] = (uint32_t)(-(4 * k) * nb);
+  job.adj[1] = (uint32_t)(-(int32_t)(TK_CONV_QWORDS * sizeof(int32_t)) * nb);
+  job.adj[2] = job.adj[3] = (uint32_t)(2 * oc - 4 * nb);
+  fn = job.rem ? (general ? tk_mve_conv2_t1g1 : tk_mve_conv2_t1g0)
+               : (general ? tk_mve_conv2_t0g1 : tk_mve_conv2_t0g0);
   for (b = 0; b < p->batches; ++b) {
-    const int8_t *img = in + (long)b * p->in_h * p->in_w * p->in_c;
     int8_t *ob = out + (long)b * npx * oc;
-    for (px = 0; px < npx; px += 2) {
-      const int px1 = px + 1 < npx ? px + 1 : px; /* a lone last pixel runs twice */
-      void (*fn)(tk_conv_job *);
-      if (pointwise) {
-        /* The patch is the input pixel. */
-        const int8_t *s0 = img + (long)pw_src(p, px) * k, *s1 = img + (long)pw_src(p, px1) * k;
-        int j;
-        for (j = 0; j < nchunks; ++j) {
-          const mve_pred16_t pr = vctp8q(k - 16 * j);
-          vstrbq_s8(x + 32 * j, vldrbq_z_s8(s0 + 16 * j, pr));
-          vstrbq_s8(x + 32 * j + 16, vldrbq_z_s8(s1 + 16 * j, pr));
-        }
-      } else {
-        int j;
-        gather_window(p, img, (px / p->out_w) * p->stride_h - p->pad_h,
-                      (px % p->out_w) * p->stride_w - p->pad_w, tmp);
-        gather_window(p, img, (px1 / p->out_w) * p->stride_h - p->pad_h,
-                      (px1 % p->out_w) * p->stride_w - p->pad_w, tmp + 16 * nchunks);
-        for (j = 0; j < nchunks; ++j) {
-          vstrbq_s8(x + 32 * j, vldrbq_s8(tmp + 16 * j));
-          vstrbq_s8(x + 32 * j + 16, vldrbq_s8(tmp + 16 * (nchunks + j)));
-        }
-      }
-      fn = job.rem ? (general ? tk_mve_conv2_t1g1 : tk_mve_conv2_t1g0)
-                   : (general ? tk_mve_conv2_t0g1 : tk_mve_conv2_t0g0);
+    g.img = in + (long)b * p->in_h * g.row_bytes;
+    for (px = 0; px < npx; px += 2 * ppc) {
+      /* A lone last pixel runs in both slots of its pair and stores to the same place. */
+      const int n = npx - px < 2 * ppc ? npx - px : 2 * ppc;
+      fill_patches(&g, px / p->out_w, px % p->out_w, n, x, tmp);
+      job.x = x;
+      job.state[0] = (uint32_t)(uintptr_t)filter;
+      job.state[1] = (uint32_t)(uintptr_t)q;
       job.state[2] = (uint32_t)(uintptr_t)(ob + (long)px * oc);
-      job.state[3] = (uint32_t)(uintptr_t)(ob + (long)px1 * oc);
-      if (nbf > 0) {
-        job.k1 = k;
-        job.k2 = 2 * k;
-        job.k3 = 3 * k;
-        job.nblocks = nbf;
-        job.nch = 4;
+      job.state[3] = job.state[2] + (uint32_t)oc;
+      job.npairs = n / 2;
+      job.bcount = nb;
+      if (n >= 2) fn(&job);
+      if (n % 2) {
+        job.x = x + 32 * nchunks * (n / 2);
         job.state[0] = (uint32_t)(uintptr_t)filter;
         job.state[1] = (uint32_t)(uintptr_t)q;
-        job.step[0] = (uint32_t)(4 * k);
-        job.step[1] = TK_CONV_QWORDS * sizeof(int32_t);
-        job.step[2] = job.step[3] = 4;
-        fn(&job);
-      }
-      if (last) {
-        /* Rows past the last channel repeat it; their results are not stored. */
-        job.k1 = last > 1 ? k : 0;
-        job.k2 = last > 2 ? 2 * k : job.k1;
-        job.k3 = job.k2;
-        job.nblocks = 1;
-        job.nch = last;
-        job.state[0] = (uint32_t)(uintptr_t)(filter + (long)4 * nbf * k);
-        job.state[1] = (uint32_t)(uintptr_t)(q + TK_CONV_QWORDS * nbf);
-        job.state[2] = (uint32_t)(uintptr_t)(ob + (long)px * oc + 4 * nbf);
-        job.state[3] = (uint32_t)(uintptr_t)(ob + (long)px1 * oc + 4 * nbf);
+        job.state[2] = job.state[3] = (uint32_t)(uintptr_t)(ob + (long)(px + n - 1) * oc);
+        job.npairs = 1;
+        job.bcount = nb;
         fn(&job);
       }
     }
   }
+}
+
+void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                  const int32_t *bias, int8_t *out) {
+  if (p->filter_in_c != p->in_c || p->scratch == NULL) {
+    tk_conv2d_s8_ref(p, in, filter, bias, out);
+    return;
+  }
+  conv_mve(p, in, filter, bias, out, p->scratch);
 }
 
 /* ---- depthwise (depth multiplier 1) ----
@@ -350,7 +466,11 @@ void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filte
  *
  * Work space: 16 + 16 * nvec bytes per channel (weights, folded bias and requantization), k_h
  * permutations of 16 * nvec bytes, channels * k_h * columns bytes of rows, 4 * k_h * stride_w + 32
- * bytes of slack for the loads of the last windows, 16 for alignment. */
+ * bytes of slack for the loads of the last windows, 16 for alignment.
+ *
+ * With one input channel and a depth multiplier above 1 (first layers of grayscale models) the
+ * op is a convolution with depth_mult output channels: its filter is transposed into scratch and
+ * the convolution above runs. Other depth multipliers take the reference kernel. */
 
 #define TK_DW_PAD_ROW (-0x7fffffff)
 
@@ -572,6 +692,17 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
   int b, oy, c, t, i, general = 0;
   tk_dw_job job;
   void (*fn)(tk_dw_job *);
+  if (c_n == 1 && depth_mult > 1 && p->scratch != NULL) {
+    /* One input channel: a convolution of depth_mult filters, rows transposed into scratch. */
+    int8_t *rows = (int8_t *)tk_mve_align16(p->scratch);
+    tk_conv_params pc = *p;
+    for (t = 0; t < taps; ++t) {
+      for (c = 0; c < p->out_c; ++c) rows[c * taps + t] = filter[t * p->out_c + c];
+    }
+    pc.filter_in_c = 1;
+    conv_mve(&pc, in, rows, bias, out, rows + ((p->out_c * taps + 15) & ~15));
+    return;
+  }
   if (depth_mult != 1 || p->scratch == NULL || nvec > 2 || r > 16 ||
       dw_gcd(p->dil_h, r) != 1 || (long)plane * 7 > 65535) {
     tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
