@@ -152,6 +152,16 @@ def test_depthwise_wide_mve(keras, tmp_path):
     ]), tmp_path / "c130", 5)
 
 
+def test_depthwise_one_channel_mve(keras, tmp_path):
+    """One input channel with depth multipliers 8 and 3 (grayscale first layers, as in
+    person_detect): a convolution on the transposed filter."""
+    L = keras.layers
+    _check(keras, lambda k: _multi(k, (29, 31, 1), [
+        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=8, activation="relu6"),
+        L.DepthwiseConv2D(3, depth_multiplier=3),
+    ]), tmp_path, 9)
+
+
 def test_fully_connected_mve(keras, tmp_path):
     L = keras.layers
 
