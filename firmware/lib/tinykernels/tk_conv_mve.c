@@ -277,14 +277,44 @@ static inline void window_rows16(int8_t *d, const int8_t *src, int k_h, long row
   }
 }
 
-/* Window inside the image, kernel rows of at most 16 bytes: linear at tmp (each store may run
- * 16 bytes past its row), then chunked into slot d. */
-static inline void window_rows_short(int8_t *d, const int8_t *src, int k_h, long row_step,
-                                     int run, int8_t *tmp, int k, int nch) {
+/* Pixels i0 .. i0 + n - 1 of the call, neighbours along one output row whose windows lie inside
+ * the image, kernel rows of at most 16 bytes: each row is one predicated load, stored linearly
+ * at tmp (a store may run 16 bytes past its row), then chunked into the pixel's slot. With a
+ * single chunk the rows go straight into the slot: the bytes a store writes past it belong to
+ * the next slot (filled afterwards) or to the slack behind the patches. */
+__attribute__((noinline)) static void short_rows(int8_t *x, int i0, int n, const int8_t *src,
+                                                 int src_step, int k_h, long row_step, int run,
+                                                 int8_t *tmp, int k, int nch) {
   const mve_pred16_t pr = vctp8q(run);
-  int ky;
-  for (ky = 0; ky < k_h; ++ky, src += row_step) vstrbq_s8(tmp + ky * run, vldrbq_z_s8(src, pr));
-  put_chunks(d, tmp, k, nch);
+  int i, ky, j;
+  if (k_h == 3 && nch <= 2) {
+    /* 3 x 3 windows of small channel counts (first layers), unrolled. */
+    const mve_pred16_t pr2 = vctp8q(k - 16);
+    for (i = i0; i < i0 + n; ++i, src += src_step) {
+      int8_t *d = x + 32 * nch * (i >> 1) + 16 * (i & 1);
+      int8_t *t = nch == 1 ? d : tmp;
+      const int8x16_t r0 = vldrbq_z_s8(src, pr), r1 = vldrbq_z_s8(src + row_step, pr);
+      const int8x16_t r2 = vldrbq_z_s8(src + 2 * row_step, pr);
+      vstrbq_s8(t, r0);
+      vstrbq_s8(t + run, r1);
+      vstrbq_s8(t + 2 * run, r2);
+      if (nch == 2) {
+        vstrbq_s8(d, vldrbq_s8(tmp));
+        vstrbq_s8(d + 32, vldrbq_z_s8(tmp + 16, pr2));
+      }
+    }
+    return;
+  }
+  for (i = i0; i < i0 + n; ++i, src += src_step) {
+    int8_t *d = x + 32 * nch * (i >> 1) + 16 * (i & 1);
+    int8_t *t = nch == 1 ? d : tmp;
+    const int8_t *r = src;
+    for (ky = 0; ky < k_h; ++ky, r += row_step) vstrbq_s8(t + ky * run, vldrbq_z_s8(r, pr));
+    if (nch > 1) {
+      for (j = 0; j + 1 < nch; ++j) vstrbq_s8(d + 32 * j, vldrbq_s8(tmp + 16 * j));
+      vstrbq_s8(d + 32 * j, vldrbq_z_s8(tmp + 16 * j, vctp8q(k - 16 * j)));
+    }
+  }
 }
 
 /* The patches of n consecutive output pixels from (oy, ox) on, interleaved by pairs at x (a
@@ -298,7 +328,7 @@ __attribute__((noinline)) static void fill_patches(const tk_patch *g, int oy, in
   const int span_h = (k_h - 1) * g->dil_h + 1, span_w = (g->k_w - 1) * g->dil_w + 1;
   const long row_bytes = g->row_bytes, row_step = g->dil_h * row_bytes;
   const int8_t *const img = g->img;
-  const int rows16 = g->dil_w == 1 && run % 16 == 0, short_rows = g->dil_w == 1 && run <= 16;
+  const int rows16 = g->dil_w == 1 && run % 16 == 0, few = g->dil_w == 1 && run <= 16;
   int i, j;
   if (g->k_h == 1 && g->k_w == 1 && ph == 0 && pw == 0 && sh == 1 && sw == 1) {
     /* Pointwise: the patches are consecutive input pixels. */
@@ -315,14 +345,16 @@ __attribute__((noinline)) static void fill_patches(const tk_patch *g, int oy, in
     for (i = 0; i < n; ++i) {
       int8_t *d = x + 32 * nch * (i >> 1) + 16 * (i & 1);
       const int y0 = oy * sh - ph, x0 = ox * sw - pw;
-      if (y0 >= 0 && y0 + span_h <= in_h && x0 >= 0 && x0 + span_w <= in_w &&
-          (rows16 || short_rows)) {
-        const int8_t *src = img + y0 * row_bytes + (long)x0 * ic;
-        if (rows16) {
-          window_rows16(d, src, k_h, row_step, run);
-        } else {
-          window_rows_short(d, src, k_h, row_step, run, tmp, k, nch);
-        }
+      if (y0 >= 0 && y0 + span_h <= in_h && x0 >= 0 && x0 + span_w <= in_w && rows16) {
+        window_rows16(d, img + y0 * row_bytes + (long)x0 * ic, k_h, row_step, run);
+      } else if (y0 >= 0 && y0 + span_h <= in_h && x0 >= 0 && x0 + span_w <= in_w && few) {
+        /* This pixel and its neighbours along the row whose windows are inside too. */
+        int m = (in_w - span_w - x0) / sw + 1;
+        m = TK_MIN(m, TK_MIN(out_w - ox, n - i));
+        short_rows(x, i, m, img + y0 * row_bytes + (long)x0 * ic, sw * ic, k_h, row_step, run,
+                   tmp, k, nch);
+        i += m - 1;
+        ox += m - 1;
       } else {
         gather_window(g, y0, x0, tmp);
         put_chunks(d, tmp, k, nch);
