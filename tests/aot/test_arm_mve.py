@@ -166,10 +166,12 @@ def test_fully_connected_mve(keras, tmp_path):
     L = keras.layers
 
     def build(k):
-        a = k.Input((37,), batch_size=1)
+        # One input (the converter orders several by name): rows of 23 (five batches) and the
+        # 115 values flattened.
         b = k.Input((5, 23), batch_size=1)
-        return k.Model([a, b], [L.Dense(10)(a), L.Dense(3, activation="relu")(a),
-                                L.Dense(300)(a), L.Dense(17)(b)])
+        a = L.Flatten()(b)
+        return k.Model(b, [L.Dense(10)(a), L.Dense(3, activation="relu")(a), L.Dense(300)(a),
+                           L.Dense(17)(b)])
 
     res = _check(keras, build, tmp_path, 6)
     assert res.ops.count("FULLY_CONNECTED") == 4
