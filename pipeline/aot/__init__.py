@@ -26,7 +26,7 @@ __all__ = ["AotResult", "Compiled", "compile_model", "export_aot", "check_suppor
            "KERNELS_DIR"]
 
 KERNELS_DIR = KERNELS  # pipeline.paths: the checkout, or the installed package
-_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
+_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h", "tk_mve.h")
 SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -140,7 +140,8 @@ def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
                                      any("memcpy" in line for line in body)))
     files += [hdr, src]
     sources = [f"{f}.c" for f in families]
-    sources += [f"{f}_dsp.c" for f in families if (KERNELS_DIR / f"{f}_dsp.c").is_file()]
+    sources += [f"{f}_{isa}.c" for isa in ("dsp", "mve") for f in families
+                if (KERNELS_DIR / f"{f}_{isa}.c").is_file()]
     for fname in list(_COMMON_FILES) + sources:
         s = KERNELS_DIR / fname
         if not s.is_file():
