@@ -102,6 +102,12 @@ class BoardSpec:
         return ns // self.tick_hz
 
     @property
+    def kernel_isa(self) -> str:
+        """Which tinykernels fast path the core selects at compile time: "mve" (Helium),
+        "dsp" (Armv7E-M / Armv8-M DSP extension) or "portable"."""
+        return _KERNEL_ISA.get(self.cpu or "", "portable")
+
+    @property
     def cflags(self) -> tuple[str, ...]:
         """Machine flags for arm-none-eabi-gcc (local-platform boards)."""
         if not self.cpu:
@@ -132,6 +138,7 @@ class BoardSpec:
                 "url": "https://github.com/tinypipe", "vendor": "tinypipe"}
 
 
+_KERNEL_ISA = {"cortex-m55": "mve", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m33": "dsp"}
 _ESP_USB = ((0x10C4, 0xEA60), (0x1A86, 0x7523), (0x1A86, 0x55D4), (0x0403, 0x6001))
 _QEMU = {"counter": "instructions", "reset": "qemu", "timeout": 0.5,
          "flashed_with": "started by tinypipe (QEMU -kernel)"}
