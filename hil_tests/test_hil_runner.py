@@ -58,7 +58,7 @@ def test_every_sample_once_through_faulty_line(env: str, firmware: Path | None,
     n = 24
     with Emulator(spec.machine, firmware, qemu=qemu) as emu, \
             FaultProxy(("127.0.0.1", emu.port), drop=0.005, corrupt=0.005, seed=11) as proxy, \
-            Link(proxy.url, timeout=0.08, retries=60, first_infer_timeout=1.0) as link:
+            Link(proxy.url, timeout=0.5) as link:
         link.hello(timeout=1.0)
         recs = stream(link, samples[:n], link.hello_info.counter_kind)
         device = link.stats_device()
