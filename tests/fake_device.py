@@ -34,7 +34,7 @@ def tensor_payload(dtype: int, shape: tuple[int, ...], scale: float, zp: int,
         struct.pack("<fiI", scale, zp, nbytes)
 
 
-def hello_payload(window: int = 32, ni: int = 1, no: int = 1, max_payload: int = 1024,
+def hello_payload(window: int = 64, ni: int = 1, no: int = 1, max_payload: int = 1024,
                   board: str = "fake-board", status: int = 0) -> bytes:
     """A HELLO answer payload."""
     def s(x: str) -> bytes:
@@ -52,7 +52,7 @@ class FakeDevice:
 
     in_bytes: int = 256
     out_bytes: int = 4
-    window: int = 32
+    window: int = 64
     max_payload: int = 1024
     input_dtype: int = 9
     on_answer: AnswerHook | None = None
@@ -61,7 +61,8 @@ class FakeDevice:
     requests: list[P.Frame] = field(default_factory=list)
     staged: bytearray = field(default_factory=bytearray)
     _last: tuple[int, int, bytes] | None = None
-    _bursts: set[int] = field(default_factory=set)
+    _bursts: set[int] = field(default_factory=set)  # seqs of stored LOAD_BURST frames
+    _cursor: int = 0
     _outputs: bytes = b""
     _listener: socket.socket | None = None
     _thread: threading.Thread | None = None
@@ -134,6 +135,10 @@ class FakeDevice:
         return P.encode(P.Msg.NAK, seq, struct.pack("<BBI", type_, code, detail))
 
     def _handle(self, f: P.Frame) -> bytes:
+        ahead = (f.seq - self._cursor) & 0xFF
+        if 0 < ahead < 128:  # as the firmware: slots clear as the seqs move past them
+            self._bursts -= {(self._cursor + k) & 0xFF for k in range(1, ahead + 1)}
+            self._cursor = f.seq
         if f.type == P.Msg.LOAD_BURST:
             err = self._store(f)
             if err:
@@ -162,6 +167,7 @@ class FakeDevice:
         p = f.payload
         if f.type == P.Msg.HELLO:
             self._bursts.clear()
+            self._cursor = f.seq
             return P.encode(ok, f.seq, hello_payload(self.window, max_payload=self.max_payload))
         if f.type == P.Msg.TENSOR:
             kind, idx = p[0], p[1]
@@ -177,11 +183,10 @@ class FakeDevice:
             first, count, flags, tensor = p[0], p[1], p[2], p[3]
             mask = 0
             for k in range(count):
-                s = (first + k) & 0xFF
-                if s in self._bursts:
+                if (first + k) & 0xFF in self._bursts:
                     mask |= 1 << k
-                    self._bursts.discard(s)
-            body = bytes([first, count, flags & 1, tensor]) + struct.pack("<I", mask)
+            body = bytes([first, count, flags & 1, tensor]) + \
+                mask.to_bytes((count + 7) // 8, "little")
             if flags & 1:
                 body += struct.pack("<I", P.crc32(bytes(self.staged)))
             return P.encode(ok, f.seq, body)

@@ -124,7 +124,7 @@ DECODERS = [
     ("HELLO answer", lambda p: P.decode_hello(p), hello_payload()),
     ("TENSOR answer for input 0", lambda p: P.decode_tensor(p, 0, 0), _tensor_answer()),
     ("BURST_ACK answer", lambda p: P.decode_burst_ack(p, 7, 3, 0, True),
-     bytes([7, 3, 1, 0]) + struct.pack("<II", 0b101, 1234)),
+     bytes([7, 3, 1, 0, 0b101]) + struct.pack("<I", 1234)),
     ("INFER answer", lambda p: P.decode_infer(p, 2, 2),
      struct.pack("<HBBiI2I", 2, 1, 1, 0, 99, 100, 120) + b"\x01\x02"),
     ("READ_OUTPUT answer", lambda p: P.decode_read_output(p, 0, 8, 3),
@@ -174,7 +174,7 @@ def test_decode_hello_and_tensor() -> None:
 
 
 def test_inconsistent_answers_are_named() -> None:
-    with pytest.raises(DeviceError, match="^HELLO answer: window 0 outside 1..32$"):
+    with pytest.raises(DeviceError, match="^HELLO answer: window 0 outside 1..64$"):
         P.decode_hello(hello_payload(window=0))
     with pytest.raises(DeviceError, match=r"device speaks protocol v1, host v2; reflash"):
         P.decode_hello(b"\x01" + hello_payload()[1:])
@@ -187,8 +187,8 @@ def test_inconsistent_answers_are_named() -> None:
         P.decode_read_output(struct.pack("<BBI", 1, 0, 8) + b"abc", 0, 8, 3)
     with pytest.raises(DeviceError, match="2 bytes of output 0 at offset 8, asked for 3"):
         P.decode_read_output(struct.pack("<BBI", 0, 0, 8) + b"ab", 0, 8, 3)
-    with pytest.raises(DeviceError, match="mask 0x00000010 has bits past 3 frames"):
-        P.decode_burst_ack(bytes([7, 3, 0, 0]) + struct.pack("<I", 16), 7, 3, 0, False)
+    with pytest.raises(DeviceError, match="mask 0x10 has bits past 3 frames"):
+        P.decode_burst_ack(bytes([7, 3, 0, 0, 16]), 7, 3, 0, False)
 
 
 def test_unknown_dtype_code_is_one_line() -> None:
@@ -227,7 +227,7 @@ def _link(dev: FakeDevice, **kw) -> Link:
 def test_link_streams_a_window_with_one_ack() -> None:
     with FakeDevice(in_bytes=3000, out_bytes=2000) as dev, _link(dev) as link:
         info = link.hello()
-        assert info.inputs[0].bytes == 3000 and info.window == 32
+        assert info.inputs[0].bytes == 3000 and info.window == 64
         x = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
         link.load_input(0, x)
         res, outs = link.infer(1)

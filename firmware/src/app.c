@@ -21,8 +21,21 @@ static uint32_t tx_frames, naks, replays, infer_runs;
 static uint32_t baud_prev, baud_switched_at;
 static int baud_probation;
 static uint32_t last_rx_ms;
-/* One bit per seq: LOAD_BURST frames stored and not yet reported by a BURST_ACK. */
+/* One bit per seq: the LOAD_BURST frame with that seq was stored. A slot is cleared when the
+   seqs of arriving frames move past it, so it always describes the latest use of its seq and
+   any BURST_ACK about the last 128 seqs, repeated or late, gets the same answer. */
 static uint8_t burst_seen[32];
+static uint8_t seq_cursor; /* seq of the newest frame that arrived intact */
+
+static void seq_advance(uint8_t seq) {
+    uint8_t ahead = (uint8_t)(seq - seq_cursor);
+    if (ahead == 0 || ahead >= 128) return; /* the same frame again, or a resend of an old one */
+    for (uint8_t s = (uint8_t)(seq_cursor + 1);; s++) {
+        burst_seen[s >> 3] &= (uint8_t)~(1u << (s & 7));
+        if (s == seq) break;
+    }
+    seq_cursor = seq;
+}
 
 static uint8_t *payload(void) { return tx + TP_HEADER_BYTES; }
 
@@ -80,6 +93,7 @@ static uint8_t *put_tensor(uint8_t *p, const infer_tensor_t *t) {
 static void on_hello(const tp_frame_t *f) {
     uint8_t *p = payload();
     memset(burst_seen, 0, sizeof burst_seen); /* a new session */
+    seq_cursor = f->seq;
     p[0] = TP_PROTO_VERSION;
     p[1] = port_counter_kind();
     tp_put16(p + 2, TP_MAX_PAYLOAD);
@@ -173,35 +187,37 @@ static void on_load_burst(const tp_frame_t *f) {
         burst_seen[f->seq >> 3] |= (uint8_t)(1u << (f->seq & 7));
 }
 
-/* Request: u8 first seq, u8 count, u8 flags, u8 tensor. Response: the same four bytes, u32 mask
-   (bit k: the LOAD_BURST with seq first + k was stored), then with flags bit 0 the CRC-32 of
-   the whole staged input `tensor`. The bits are cleared: seqs are reused every 256 frames. */
+/* Request: u8 first seq, u8 count, u8 flags, u8 tensor. Response: the same four bytes, a mask of
+   (count + 7) / 8 bytes (bit k, LSB first: the LOAD_BURST with seq first + k was stored), then
+   with flags bit 0 the CRC-32 of the whole staged input `tensor`. count 0 asks for the CRC
+   only. Nothing changes on the device, so asking again is harmless. */
 static void on_burst_ack(const tp_frame_t *f) {
     if (f->len != 4) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
     uint8_t first = f->payload[0], count = f->payload[1], flags = f->payload[2];
     int idx = f->payload[3];
-    if (count == 0 || count > TP_MAX_WINDOW) { nak(f, TP_NAK_BAD_ARG, count); return; }
+    if (count > TP_MAX_WINDOW || (count == 0 && !(flags & 1))) {
+        nak(f, TP_NAK_BAD_ARG, count);
+        return;
+    }
     infer_tensor_t t;
     if ((flags & 1) && (model_status != 0 || idx >= infer_num_inputs() ||
                         infer_input_info(idx, &t) != 0)) {
         nak(f, TP_NAK_BAD_TENSOR, (uint32_t)idx);
         return;
     }
-    uint32_t mask = 0;
-    for (unsigned k = 0; k < count; k++) {
-        uint8_t s = (uint8_t)(first + k);
-        uint8_t bit = (uint8_t)(1u << (s & 7));
-        if (burst_seen[s >> 3] & bit) mask |= 1u << k;
-        burst_seen[s >> 3] &= (uint8_t)~bit;
-    }
     uint8_t *p = payload();
     memcpy(p, f->payload, 4);
     p[2] = flags & 1;
-    tp_put32(p + 4, mask);
-    uint16_t len = 8;
+    uint8_t *mask = p + 4;
+    uint16_t len = (uint16_t)(4 + (count + 7) / 8);
+    memset(mask, 0, (size_t)(len - 4));
+    for (unsigned k = 0; k < count; k++) {
+        uint8_t s = (uint8_t)(first + k);
+        if (burst_seen[s >> 3] & (1u << (s & 7))) mask[k >> 3] |= (uint8_t)(1u << (k & 7));
+    }
     if (flags & 1) {
-        tp_put32(p + 8, tp_crc32(0, infer_input(idx), t.bytes));
-        len = 12;
+        tp_put32(p + len, tp_crc32(0, infer_input(idx), t.bytes));
+        len += 4;
     }
     send(TP_BURST_ACK | TP_RESPONSE, f->seq, len);
 }
@@ -302,6 +318,7 @@ static void on_reset(const tp_frame_t *f) {
 
 static void handle(const tp_frame_t *f) {
     if (baud_probation) baud_probation = 0; /* the new rate works */
+    seq_advance(f->seq);
     if (f->type == TP_LOAD_BURST) { /* never answered: leaves the replay memory alone */
         on_load_burst(f);
         return;
@@ -341,6 +358,7 @@ void app_setup(void) {
     tx_frames = naks = replays = infer_runs = 0;
     baud_probation = 0;
     memset(burst_seen, 0, sizeof burst_seen);
+    seq_cursor = 0;
     model_status = infer_init();
     uint8_t *p = payload();
     p[0] = TP_PROTO_VERSION;

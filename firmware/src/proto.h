@@ -18,10 +18,11 @@ extern "C" {
 #define TP_MAX_PAYLOAD 1024
 #endif
 #define TP_FRAME_MAX (TP_HEADER_BYTES + TP_MAX_PAYLOAD + TP_TRAILER_BYTES)
-/* LOAD_BURST frames one BURST_ACK may cover (at most 32: the answer's mask has 32 bits). A port
-   whose UART cannot take back-to-back frames while the app works may define it as 1. */
+/* LOAD_BURST frames one BURST_ACK may cover (1..64: the host keeps two windows in flight and
+   their seqs must stay within the 128 the device remembers). A port whose UART cannot take
+   back-to-back frames while the app works may define it as 1. */
 #ifndef TP_MAX_WINDOW
-#define TP_MAX_WINDOW 32
+#define TP_MAX_WINDOW 64
 #endif
 #define TP_MAX_RUNS 32
 

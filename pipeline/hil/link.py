@@ -13,6 +13,7 @@ The link adapts to the line it runs on:
 from __future__ import annotations
 
 import math
+import select
 import socket
 import time
 from collections import deque
@@ -89,6 +90,36 @@ class LineQuality:
 
 
 @dataclass
+class _Pending:
+    """A request on its way; resent with the same seq until its answer comes."""
+
+    msg: int
+    seq: int
+    frame: bytes
+    copies: int     # frames written per try
+    base: float     # wait of a try after the first, before backing off
+    cap: float      # longest wait of a try
+    start: float
+    give_up: float
+    wait: float     # this try's wait
+    sent: float     # when this try was written
+    tries: int = 1
+    timeouts: int = 0
+    answered: float = 0.0  # when the answer arrived
+
+
+@dataclass
+class _Window:
+    """LOAD_BURST frames in flight and the BURST_ACK request that follows them."""
+
+    chunks: list[tuple[int, int]]  # (offset, bytes) of each frame
+    first: int                     # seq of the first frame
+    nbytes: int                    # on the wire
+    want_crc: bool
+    ack: _Pending
+
+
+@dataclass
 class Link:
     """One device link: framing, sequence numbers, windows, adaptive timeouts and chunks."""
 
@@ -112,8 +143,11 @@ class Link:
     _rttvar: float = 0.0
     _byte_time: float | None = None  # seconds per byte on the wire
     _chunk: int = 128             # last input chunk; the next is at most twice as big
-    _infer_rtt: float | None = None
+    _infer_rtt: float | None = None  # average clean INFER round trip per run
     _tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_BYTES))
+    # BURST_ACK answers nobody awaits yet: seq -> (frame, arrival time)
+    _stash: dict[int, tuple[P.Frame, float]] = field(default_factory=dict)
+    _window_cap: int = 4096       # bytes of the next window; doubles per clean window
     _last_rx: float = 0.0
 
     def open(self) -> Link:
@@ -121,7 +155,8 @@ class Link:
         deadline = time.monotonic() + self.connect_timeout
         while True:
             try:
-                self._ser = self.open_fn(self.url, baudrate=self.baud, timeout=0.02)
+                # Non-blocking reads: _read() takes whatever arrived, _idle() waits for more.
+                self._ser = self.open_fn(self.url, baudrate=self.baud, timeout=0)
                 sock = getattr(self._ser, "_socket", None)
                 if sock is not None:  # small frames, one at a time: no Nagle delay
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -163,7 +198,7 @@ class Link:
     def _read(self) -> bytes:
         try:
             assert self._ser is not None, "link not open"
-            data = self._ser.read(max(1, self._ser.in_waiting or 1))
+            data = self._ser.read(65536)
         except (serial.SerialException, OSError) as e:
             raise DeviceError(f"{self.url}: link lost while reading ({e})") from None
         if data:
@@ -171,6 +206,20 @@ class Link:
             self._tail.extend(data)
             self._last_rx = time.monotonic()
         return data
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until bytes may have arrived, at most `seconds`."""
+        try:
+            fd = self._ser.fileno() if self._ser is not None else None
+        except (AttributeError, OSError, serial.SerialException):
+            fd = None
+        if fd is None:  # loop:// and some platforms have no descriptor to wait on
+            time.sleep(min(seconds, 0.002))
+            return
+        try:
+            select.select([fd], [], [], seconds)
+        except (OSError, ValueError):
+            time.sleep(min(seconds, 0.002))
 
     def write_raw(self, data: bytes) -> None:
         """Send raw bytes (tests use it to inject garbage)."""
@@ -193,7 +242,8 @@ class Link:
     # ---- timing ----------------------------------------------------------------------------
 
     def byte_time(self) -> float:
-        """Seconds per byte on the wire: measured, else from the baud rate (sockets: a guess)."""
+        """Seconds per byte of a window, round trip included: measured, else from the baud rate
+        (sockets: a guess that fits QEMU)."""
         if self._byte_time is not None:
             return self._byte_time
         return 1e-4 if self.emulated else 10.0 / self.baud
@@ -202,21 +252,22 @@ class Link:
         """How long to wait for the answer to a request that moves `nbytes` over the wire."""
         base = self.timeout if self._srtt is None else \
             min(self.timeout, max(MIN_RTO, self._srtt + 4 * self._rttvar))
-        return base + 2 * nbytes * self.byte_time()
+        return base + 1.5 * nbytes * self.byte_time()
 
-    def _sample_rtt(self, elapsed: float, nbytes: int) -> None:
-        r = max(0.0, elapsed - nbytes * self.byte_time())
+    def _sample_rtt(self, elapsed: float) -> None:
+        # Small requests only: their few bytes' time is part of the round trip.
         if self._srtt is None:
-            self._srtt, self._rttvar = r, r / 2
+            self._srtt, self._rttvar = elapsed, elapsed / 2
         else:
-            self._rttvar += 0.25 * (abs(self._srtt - r) - self._rttvar)
-            self._srtt += 0.125 * (r - self._srtt)
+            self._rttvar += 0.25 * (abs(self._srtt - elapsed) - self._rttvar)
+            self._srtt += 0.125 * (elapsed - self._srtt)
 
     def _sample_byte_time(self, elapsed: float, nbytes: int) -> None:
+        # From whole windows, so the estimate errs long (it holds one round trip per window),
+        # never short: a too-short wait resends acks while the window is still on its way.
         if nbytes < 512:
             return
-        floor = 0.0 if self.emulated else 10.0 / self.baud
-        sample = max(floor, (elapsed - (self._srtt or 0.0)) / nbytes)
+        sample = max(0.0 if self.emulated else 10.0 / self.baud, elapsed / nbytes)
         self._byte_time = sample if self._byte_time is None \
             else self._byte_time + 0.25 * (sample - self._byte_time)
 
@@ -235,92 +286,155 @@ class Link:
 
         Also returns None as soon as the answer with seq `torn_seq` is known to be lost: it
         arrived with a bad CRC, or it stopped arriving half-way (its rest was dropped).
+        BURST_ACK answers nobody waits for yet are kept for later; a NAK refusing a LOAD_BURST
+        frame (which nothing else waits for) raises NakError.
         """
         deadline = time.monotonic() + timeout
         while True:
+            data = self._read()
+            if not data:
+                self._idle(max(0.0, min(deadline - time.monotonic(), 0.02)))
             now = time.monotonic()
-            frames = self._dec.feed(self._read())
-            for f in frames:
+            for f in self._dec.feed(data):
                 if accept(f):
-                    self._dec.torn.clear()
                     return f
-                if f.type == P.Msg.BOOT:
+                if f.type == P.Msg.BURST_ACK | P.RESPONSE:
+                    self._stash[f.seq] = (f, now)
+                elif f.type == P.Msg.BOOT:
                     self.stats.boots += 1
                 else:
                     self.stats.stray_frames += 1
+                    if f.type == P.Msg.NAK:
+                        self._burst_refused(f)
             head = self._dec.pending()
             if head is not None and now - self._last_rx > self._gap():
                 self._dec.abandon()
             torn, self._dec.torn = self._dec.torn, []
             for _type, seq, nbytes in torn:
+                self.to_host.observe(nbytes, False)
                 if seq == torn_seq:
                     self.stats.torn += 1
-                    self.to_host.observe(nbytes, False)
                     return None
             if now >= deadline:
                 return None
 
+    def _burst_refused(self, nak: P.Frame) -> None:
+        req, code, detail = self._decode(P.decode_nak, nak.payload)
+        if req == P.Msg.LOAD_BURST and code != P.Nak.BAD_CRC:
+            reason = P.Nak(code).name if code in P.Nak._value2member_map_ else str(code)
+            raise NakError(f"{self.url}: device refused LOAD_BURST: {reason} ({detail})")
+
     def request(self, msg: P.Msg | int, payload: bytes = b"", timeout: float | None = None,
-                first_timeout: float | None = None, answer_bytes: int = 0,
-                budget: float | None = None) -> bytes:
+                first_timeout: float | None = None, answer_bytes: int = 0, work: float = 0.0,
+                budget: float | None = None, sample: bool = True) -> bytes:
         """Send a request and return the answer's payload; resend the same frame until then.
 
-        Each try waits `timeout` (default: the measured round trip for this many bytes; the
-        first try `first_timeout` if given). NAK BAD_CRC and torn answers resend at once.
-        Raises DeviceError after `budget` seconds (default self.budget) without an answer."""
-        name = P.msg_name(msg)
+        A try waits the measured round trip for the bytes moved (`answer_bytes` back) plus
+        `work` seconds of device time, doubling after every try that timed out, up to `timeout`
+        (default: the link's timeout, or that first wait if longer); the first try waits
+        `first_timeout` if given. NAK BAD_CRC and torn answers resend at once. Raises
+        DeviceError after `budget` seconds (default self.budget; at least twice the longest
+        wait) without an answer. `sample=False` keeps a slow request (one that includes device
+        work or a window's bytes) out of the round-trip estimate."""
+        r = self._send(msg, payload, timeout, first_timeout, answer_bytes, work, budget)
+        return self._finish(r, sample=sample).payload
+
+    def _send(self, msg: int, payload: bytes, timeout: float | None = None,
+              first_timeout: float | None = None, answer_bytes: int = 0, work: float = 0.0,
+              budget: float | None = None, before: bytes = b"") -> _Pending:
+        """Write a request (after `before`, e.g. a window of frames); `_finish` awaits it."""
         seq = self._next_seq()
+        self._stash.pop(seq, None)  # an answer to this seq's previous use
         frame = P.encode(msg, seq, payload)
-        want = (msg | P.RESPONSE, P.Msg.NAK)
-        start = time.monotonic()
-        wire = len(frame) + P.frame_bytes(answer_bytes)
-        per_try = timeout if timeout is not None else self.rto(wire)
-        give_up = start + max(self.budget if budget is None else budget, 2 * per_try,
-                              first_timeout or 0.0)
+        base = self.rto(len(frame) + P.frame_bytes(answer_bytes)) + work
+        cap = timeout if timeout is not None else max(self.timeout, base)
+        now = time.monotonic()
+        r = _Pending(msg, seq, frame, self._copies(msg, len(frame), answer_bytes), base, cap,
+                     now, now + max(self.budget if budget is None else budget, 2 * cap,
+                                    first_timeout or 0.0),
+                     first_timeout if first_timeout is not None else base, now)
         self.stats.requests += 1
-        tries = 0
+        self._write(before + frame * r.copies)
+        return r
+
+    def _finish(self, r: _Pending, sample: bool = True, queued: int = 0) -> P.Frame:
+        """Await the answer to `r`, resending its frame until it comes. A resend waits also for
+        the `queued` bytes written after it that the device must take in first."""
+        want = (r.msg | P.RESPONSE, P.Msg.NAK)
         while True:
-            tries += 1
-            if tries > 1:
-                self.stats.retries += 1
-            sent, torn = time.monotonic(), self.stats.torn
-            self._write(frame)
-            wait = first_timeout if tries == 1 and first_timeout is not None else \
-                (timeout if timeout is not None else self.rto(wire))
-            got = self.wait_frame(lambda f: f.seq == seq and f.type in want, wait, torn_seq=seq)
+            got, why = self._await(r, want, r.sent + r.wait)
             now = time.monotonic()
-            if got is not None and got.type == P.Msg.NAK:
-                req, code, detail = self._decode(P.decode_nak, got.payload)
-                if code == P.Nak.BAD_CRC and req == (msg & 0xFF):  # damaged on the way: again
-                    self.stats.nak_crc += 1
-                    self.to_device.observe(len(frame), False)
-                    got = None
-                else:
-                    reason = P.Nak(code).name if code in P.Nak._value2member_map_ else str(code)
-                    raise NakError(f"{self.url}: device refused {name}: {reason} ({detail})")
-            elif got is None and self.stats.torn == torn:
+            if why == "timeout":
                 self.stats.timeouts += 1
+                r.timeouts += 1
             if got is not None:
-                nbytes = len(frame) + P.frame_bytes(len(got.payload))
-                if tries == 1:  # Karn: a resent request's round trip is ambiguous
-                    self._sample_rtt(now - sent, nbytes)
-                self.to_device.observe(len(frame), True)
+                if r.tries == 1 and sample:  # Karn: a resent request's round trip is ambiguous
+                    self._sample_rtt(now - r.sent)
+                self.to_device.observe(len(r.frame), True)
                 self.to_host.observe(P.frame_bytes(len(got.payload)), True)
-                return got.payload
-            if now >= give_up:
+                return got
+            if now >= r.give_up:
                 raise DeviceError(
-                    f"{self.url}: no answer to {name} in {now - start:.1f} s ({tries} tries; "
-                    f"{self.tail()}); check the cable, the baud rate and that the tinypipe "
-                    "firmware is flashed (try --flash)")
+                    f"{self.url}: no answer to {P.msg_name(r.msg)} in {now - r.start:.1f} s "
+                    f"({r.tries} tries; {self.tail()}); check the cable, the baud rate and that "
+                    "the tinypipe firmware is flashed (try --flash)")
+            r.tries += 1
+            self.stats.retries += 1
+            r.wait = min(r.cap, r.base * 2 ** r.timeouts) + 1.5 * queued * self.byte_time()
+            r.sent = time.monotonic()
+            self._write(r.frame * r.copies)
+
+    def _copies(self, msg: int, frame_len: int, answer_bytes: int) -> int:
+        """1, or 2 back to back for a short request with a short answer on a line that loses
+        one in ten of them: the device answers the second from its memory, and either answer
+        will do. Never for requests that must run once per frame (RESET, SET_BAUD, HELLO)."""
+        if msg in (P.Msg.RESET, P.Msg.SET_BAUD, P.Msg.HELLO) or answer_bytes > 64:
+            return 1
+        lost = 1 - (1 - self.to_device.error_rate) ** frame_len * \
+            (1 - self.to_host.error_rate) ** P.frame_bytes(answer_bytes)
+        return 2 if lost > 0.1 else 1
+
+    def _await(self, r: _Pending, want: tuple[int, int], deadline: float
+               ) -> tuple[P.Frame | None, str]:
+        """The answer to (any copy of) `r`, or (None, why): "timeout", "torn" (every answer
+        arrived damaged) or "nak" (every copy arrived damaged)."""
+        naks = torn = 0
+        while True:
+            stashed, r.answered = self._stash.pop(r.seq, (None, 0.0))
+            if stashed is not None and stashed.type in want:
+                return stashed, ""
+            torn0 = self.stats.torn
+            got = self.wait_frame(lambda f: f.seq == r.seq and f.type in want,
+                                  max(0.0, deadline - time.monotonic()), torn_seq=r.seq)
+            if got is None:
+                if self.stats.torn == torn0:
+                    return None, "timeout"
+                torn += 1
+                if torn + naks >= r.copies:
+                    return None, "torn"
+                continue
+            if got.type != P.Msg.NAK:
+                r.answered = time.monotonic()
+                return got, ""
+            req, code, detail = self._decode(P.decode_nak, got.payload)
+            if code == P.Nak.BAD_CRC and req == (r.msg & 0xFF):  # damaged on the way
+                self.stats.nak_crc += 1
+                self.to_device.observe(len(r.frame), False)
+                naks += 1
+                if torn + naks >= r.copies:
+                    return None, "nak"
+                continue
+            reason = P.Nak(code).name if code in P.Nak._value2member_map_ else str(code)
+            raise NakError(f"{self.url}: device refused {P.msg_name(r.msg)}: {reason} "
+                           f"({detail})")
 
     # ---- commands --------------------------------------------------------------------------
 
     def hello(self, timeout: float | None = None) -> P.Hello:
         """Handshake and read the tensor table; remembers and returns the device description.
 
-        `timeout` bounds the wait for the first answer (a board may still be booting); resends
-        then follow the measured round trip."""
-        p = self.request(P.Msg.HELLO, first_timeout=timeout, answer_bytes=80)
+        `timeout`: keep asking at least this long (a board may still be booting)."""
+        p = self.request(P.Msg.HELLO, answer_bytes=80, budget=max(self.budget, timeout or 0.0))
         info = self._decode(P.decode_hello, p)
         tensors: list[list[P.TensorInfo]] = [[], []]
         if info.model_status == 0:
@@ -366,58 +480,78 @@ class Link:
                                          MIN_CHUNK, self._info().max_payload - P.READ_HEADER)
 
     def load_input(self, index: int, data: bytes) -> None:
-        """Write one input tensor in windows of LOAD_BURST frames, each window acknowledged.
+        """Write one input tensor in windows of LOAD_BURST frames, each with one BURST_ACK.
 
-        Frames the device missed are sent again (with the chunk size of the moment); the last
-        acknowledgement carries the CRC-32 of the whole tensor as the device holds it, which
-        must equal the host's."""
-        info = self._info()
-        frames_max = max(1, min(self.window, info.window, P.MAX_WINDOW))
+        Two windows are in flight at a time, so the line stays busy while an acknowledgement
+        comes back. Frames the device missed go out again (at the chunk size of the moment);
+        the last acknowledgement carries the CRC-32 of the whole tensor as the device holds it,
+        which must equal the host's."""
         want = P.crc32(data)
         for _ in range(3):
-            todo: deque[tuple[int, int]] = deque([(0, len(data))])  # byte ranges not confirmed
-            crc = None
-            while todo:
-                self._chunk = self.input_chunk()
-                window, nbytes = [], 0
-                while todo and len(window) < frames_max and nbytes < self.window_bytes:
-                    off, end = todo.popleft()
-                    n = min(self._chunk, end - off)
-                    window.append((off, n))
-                    nbytes += P.frame_bytes(P.CHUNK_HEADER + n)
-                    if off + n < end:
-                        todo.appendleft((off + n, end))
-                ack = self._send_window(index, data, window, nbytes, final=not todo)
-                missed = [(off, off + n) for k, (off, n) in enumerate(window)
-                          if not ack.received(k)]
-                for k, (_, n) in enumerate(window):
-                    self.to_device.observe(P.frame_bytes(P.CHUNK_HEADER + n), ack.received(k))
-                self.stats.resent_chunks += len(missed)
-                todo.extendleft(reversed(missed))
-                crc = ack.tensor_crc if not todo else None
+            crc = self._load_once(index, data)
             if crc == want:
                 return
             self.stats.input_reloads += 1
         raise DeviceError(f"{self.url}: input {index} arrives corrupted: its CRC-32 on the device "
                           f"is {crc:08x}, the host's {want:08x}")
 
-    def _send_window(self, index: int, data: bytes, window: list[tuple[int, int]], nbytes: int,
-                     final: bool) -> P.BurstAck:
+    def _load_once(self, index: int, data: bytes) -> int:
+        """Stream `data` until the device holds every byte; returns the device's CRC-32 of it."""
+        frames_max = max(1, min(self.window, self._info().window, P.MAX_WINDOW))
+        todo: deque[tuple[int, int]] = deque([(0, len(data))])  # byte ranges not confirmed
+        flight: deque[_Window] = deque()
+        crc, last_ack = None, time.monotonic()
+        while todo or flight:
+            while todo and len(flight) < 2:
+                ahead = sum(x.nbytes for x in flight)
+                flight.append(self._start_window(index, data, todo, frames_max, ahead))
+            w = flight.popleft()
+            # A resent ack queues behind the window sent after this one.
+            got = self._finish(w.ack, sample=False, queued=sum(x.nbytes for x in flight))
+            ack = self._decode(P.decode_burst_ack, got.payload, w.first, len(w.chunks), index,
+                               w.want_crc)
+            # The line carried this window from when it went out, or from the previous answer.
+            busy = w.ack.answered - max(w.ack.start, last_ack)
+            if w.ack.tries == 1 and busy > 0:
+                self._sample_byte_time(busy, w.nbytes)
+            last_ack = w.ack.answered
+            missed = [(off, off + n) for k, (off, n) in enumerate(w.chunks) if not ack.received(k)]
+            for k, (_, n) in enumerate(w.chunks):
+                self.to_device.observe(P.frame_bytes(P.CHUNK_HEADER + n), ack.received(k))
+            self.stats.resent_chunks += len(missed)
+            # Start small on an unknown line; a window that got through (all or part: losses are
+            # noise, not congestion) lets the next one be twice as big.
+            self._window_cap = 4096 if len(missed) == len(w.chunks) else \
+                min(self.window_bytes, 2 * max(self._window_cap, w.nbytes))
+            todo.extendleft(reversed(missed))
+            crc = ack.tensor_crc  # the newest window's ack saw every frame ever sent
+        return crc
+
+    def _start_window(self, index: int, data: bytes, todo: deque[tuple[int, int]],
+                      frames_max: int, ahead: int) -> _Window:
+        """Take chunks off `todo`, write them as LOAD_BURST frames followed by their BURST_ACK
+        request (queued behind `ahead` bytes still on their way). The ack asks for the tensor's
+        CRC when the window empties `todo`."""
+        self._chunk = self.input_chunk()
+        chunks, nbytes = [], 0
+        while todo and len(chunks) < frames_max and nbytes < self._window_cap:
+            off, end = todo.popleft()
+            n = min(self._chunk, end - off)
+            chunks.append((off, n))
+            nbytes += P.frame_bytes(P.CHUNK_HEADER + n)
+            if off + n < end:
+                todo.appendleft((off + n, end))
         first = (self._seq + 1) & 0xFF
         frames = b"".join(P.encode(P.Msg.LOAD_BURST, self._next_seq(),
                                    P.load_input(index, off, data[off:off + n]))
-                          for off, n in window)
-        self.stats.chunks += len(window)
+                          for off, n in chunks)
+        self.stats.chunks += len(chunks)
         self.stats.windows += 1
-        sent = time.monotonic()
-        self._write(frames)
-        retries = self.stats.retries
-        # The first try waits for the whole window to cross the line; resends only for the ack.
-        p = self.request(P.Msg.BURST_ACK, P.burst_ack(first, len(window), index, final),
-                         first_timeout=self.rto(nbytes + 40), answer_bytes=12)
-        if self.stats.retries == retries:
-            self._sample_byte_time(time.monotonic() - sent, nbytes + 40)
-        return self._decode(P.decode_burst_ack, p, first, len(window), index, final)
+        want_crc = not todo
+        ack = self._send(P.Msg.BURST_ACK, P.burst_ack(first, len(chunks), index, want_crc),
+                         first_timeout=self.rto(ahead + nbytes + 40),
+                         answer_bytes=8 + (len(chunks) + 7) // 8, before=frames)
+        return _Window(chunks, first, nbytes, want_crc, ack)
 
     def read_output(self, index: int, nbytes: int) -> bytes:
         """Read one output tensor in READ_OUTPUT chunks sized for the line."""
@@ -433,22 +567,27 @@ class Link:
               ) -> tuple[P.InferResult, list[np.ndarray]]:
         """Run the model `runs` times on the loaded input; returns counters and outputs.
 
-        The first INFER may take up to `first_infer_timeout`; later ones wait the link
-        timeout plus twice the slowest clean round trip seen per run. Outputs are checked
-        against the CRC-32 the device computed (and read again on a mismatch)."""
+        The first INFER may take up to `first_infer_timeout`; later ones expect 1.5 times the
+        average clean round trip per run. Outputs are checked against the CRC-32 the
+        device computed (and read again on a mismatch)."""
         info = self._info()
+        # Unknown run time (the first INFER): start from the round trip and back off to the
+        # first-INFER limit; a resend while the device computes is answered from its memory.
+        work = 0.0 if self._infer_rtt is None else 1.5 * self._infer_rtt * runs
         if timeout is None:
             timeout = self.first_infer_timeout if self._infer_rtt is None \
-                else self.timeout + 2 * self._infer_rtt * runs
+                else self.timeout + 2 * work
         total = sum(t.bytes for t in info.outputs)
         max_inline = min(self.output_chunk(), 0xFFFF)
         t0, retries = time.monotonic(), self.stats.retries
-        p = self.request(P.Msg.INFER, P.infer(runs, max_inline), timeout=timeout,
-                         answer_bytes=12 + 4 * runs + (total if total <= max_inline else 0))
+        p = self.request(P.Msg.INFER, P.infer(runs, max_inline), timeout=timeout, work=work,
+                         answer_bytes=12 + 4 * runs + (total if total <= max_inline else 0),
+                         sample=False)
         res = self._decode(P.decode_infer, p, runs, total)
         if self.stats.retries == retries:
             rtt = (time.monotonic() - t0) / runs
-            self._infer_rtt = max(rtt, self._infer_rtt or 0.0)
+            self._infer_rtt = rtt if self._infer_rtt is None else \
+                self._infer_rtt + 0.25 * (rtt - self._infer_rtt)
         raw = res.output_bytes if res.outputs_inline else self._read_outputs(info)
         for _ in range(2):
             if P.crc32(raw) == res.outputs_crc:

@@ -22,7 +22,7 @@ HEADER_BYTES = 7
 TRAILER_BYTES = 4
 MAX_PAYLOAD = 1024
 RESPONSE = 0x80
-MAX_WINDOW = 32  # LOAD_BURST frames one BURST_ACK can cover (its mask has 32 bits)
+MAX_WINDOW = 64  # LOAD_BURST frames one BURST_ACK may cover (two windows in flight < 128 seqs)
 CHUNK_HEADER = 6  # u8 tensor, u8 reserved, u32 offset in front of LOAD_INPUT/LOAD_BURST data
 READ_HEADER = 6   # u8 tensor, u8 reserved, u32 offset in front of READ_OUTPUT data
 
@@ -375,7 +375,7 @@ BURST_WANT_CRC = 1  # BURST_ACK flag: add the CRC-32 of the whole input tensor
 
 
 def burst_ack(first_seq: int, count: int, tensor: int, want_crc: bool) -> bytes:
-    """BURST_ACK request payload."""
+    """BURST_ACK request payload; count 0 asks for the tensor's CRC only."""
     return struct.pack("<BBBB", first_seq & 0xFF, count, BURST_WANT_CRC if want_crc else 0,
                        tensor)
 
@@ -398,16 +398,17 @@ def decode_burst_ack(p: bytes, first_seq: int, count: int, tensor: int,
                      want_crc: bool) -> BurstAck:
     """Parse a BURST_ACK answer and check it answers the window asked about."""
     r = _Reader("BURST_ACK answer", p)
-    got_first, got_count, flags, got_tensor, mask = r.unpack("BBBBI", "the window fields")
+    got_first, got_count, flags, got_tensor = r.unpack("BBBB", "the window fields")
     if (got_first, got_count, got_tensor) != (first_seq & 0xFF, count, tensor):
         raise DeviceError(f"BURST_ACK answer: covers seq {got_first} x{got_count} of tensor "
                           f"{got_tensor}, asked seq {first_seq & 0xFF} x{count} of {tensor}")
+    mask = int.from_bytes(r.take((count + 7) // 8, f"the mask of {count} frames"), "little")
     crc = r.unpack("I", "the tensor CRC")[0] if flags & BURST_WANT_CRC else None
     r.end()
     if want_crc and crc is None:
         raise DeviceError("BURST_ACK answer: no tensor CRC although one was asked for")
     if mask >> count:
-        raise DeviceError(f"BURST_ACK answer: mask 0x{mask:08x} has bits past {count} frames")
+        raise DeviceError(f"BURST_ACK answer: mask 0x{mask:x} has bits past {count} frames")
     return BurstAck(got_first, got_count, mask, crc)
 
 
