@@ -35,13 +35,13 @@ def tensor_payload(dtype: int, shape: tuple[int, ...], scale: float, zp: int,
 
 
 def hello_payload(window: int = 64, ni: int = 1, no: int = 1, max_payload: int = 1024,
-                  board: str = "fake-board", status: int = 0) -> bytes:
+                  board: str = "fake-board", status: int = 0, pipeline: bool = True) -> bytes:
     """A HELLO answer payload."""
     def s(x: str) -> bytes:
         return bytes([len(x)]) + x.encode()
 
     head = struct.pack("<" + P.HELLO_FIXED, P.VERSION, 1, max_payload, 25_000_000, 115200,
-                       1_562_500, 4032, ni, no, 32, 2, status, window)
+                       1_562_500, 4032, ni, no, 32, 2, status, window, int(pipeline))
     return head + s(board) + s("aot") + s("c8830183054c92d8")
 
 
@@ -55,6 +55,7 @@ class FakeDevice:
     window: int = 64
     max_payload: int = 1024
     input_dtype: int = 9
+    pipeline: bool = True
     on_answer: AnswerHook | None = None
     on_request: RequestHook | None = None
     executed: dict[int, int] = field(default_factory=dict)   # request type -> times run
@@ -168,7 +169,8 @@ class FakeDevice:
         if f.type == P.Msg.HELLO:
             self._bursts.clear()
             self._cursor = f.seq
-            return P.encode(ok, f.seq, hello_payload(self.window, max_payload=self.max_payload))
+            return P.encode(ok, f.seq, hello_payload(self.window, max_payload=self.max_payload,
+                                                     pipeline=self.pipeline))
         if f.type == P.Msg.TENSOR:
             kind, idx = p[0], p[1]
             if idx != 0:

@@ -382,3 +382,41 @@ def test_chunks_shrink_on_a_noisy_line_and_grow_back() -> None:
         for _ in range(3):
             link.load_input(0, data)
         assert link.input_chunk() == 1018
+
+
+class _TracedLink(Link):
+    """A Link that logs the frames it writes and the answers it takes, in order."""
+
+    events: list[tuple[str, int, int]]
+
+    def _write(self, data: bytes) -> None:
+        self.events += [("out", f.type, f.seq) for f in P.Decoder().feed(data)]
+        super()._write(data)
+
+    def _await(self, r, want, deadline):
+        got, why = super()._await(r, want, deadline)
+        if got is not None:
+            self.events.append(("in", r.msg, r.seq))
+        return got, why
+
+
+def test_unbuffered_device_gets_one_window_at_a_time() -> None:
+    """HELLO says whether the device can take frames while it answers; if not, the host sends
+    no LOAD_BURST between a BURST_ACK request and its answer."""
+    data = bytes(range(256)) * 40
+    for pipeline in (True, False):
+        with FakeDevice(in_bytes=len(data), pipeline=pipeline) as dev:
+            link = _TracedLink(dev.url, timeout=0.2)
+            link.events = []
+            link.open()
+            assert link.hello().pipeline is pipeline
+            link.load_input(0, data)
+            link.close()
+            assert bytes(dev.staged) == data
+        overlaps = 0
+        for k, (way, msg, seq) in enumerate(link.events):
+            if way == "out" and msg == P.Msg.BURST_ACK:
+                answered = link.events.index(("in", P.Msg.BURST_ACK, seq), k)
+                overlaps += any(m == P.Msg.LOAD_BURST for _, m, _ in link.events[k:answered])
+        assert link.stats.windows >= 2
+        assert (overlaps > 0) is pipeline

@@ -107,7 +107,8 @@ static void on_hello(const tp_frame_t *f) {
     p[23] = reset_reason;
     tp_put32(p + 24, (uint32_t)model_status);
     p[28] = TP_MAX_WINDOW;
-    uint8_t *q = p + 29;
+    p[29] = TP_HELLO_FLAGS;
+    uint8_t *q = p + 30;
     q = put_str(q, port_board_name());
     q = put_str(q, infer_backend());
     q = put_str(q, infer_model_hash());

@@ -25,6 +25,15 @@ extern "C" {
 #define TP_MAX_WINDOW 64
 #endif
 #define TP_MAX_RUNS 32
+/* HELLO flags. A port whose receiver has no buffer (one byte, polled) loses what arrives while
+   the app sends; it defines TP_RX_UNBUFFERED, and the host then waits for each window's
+   acknowledgement before it sends more, instead of keeping two windows in flight. */
+#define TP_FLAG_PIPELINE 1u /* the device may answer while the next window arrives */
+#ifdef TP_RX_UNBUFFERED
+#define TP_HELLO_FLAGS 0u
+#else
+#define TP_HELLO_FLAGS TP_FLAG_PIPELINE
+#endif
 
 /* Frame types. A response carries the request type | TP_RESPONSE. */
 enum {

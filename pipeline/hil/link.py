@@ -482,8 +482,8 @@ class Link:
     def load_input(self, index: int, data: bytes) -> None:
         """Write one input tensor in windows of LOAD_BURST frames, each with one BURST_ACK.
 
-        Two windows are in flight at a time, so the line stays busy while an acknowledgement
-        comes back. Frames the device missed go out again (at the chunk size of the moment);
+        Two windows are in flight at a time (if the device can take one while it answers the
+        other), so the line stays busy while an acknowledgement comes back. Frames the device missed go out again (at the chunk size of the moment);
         the last acknowledgement carries the CRC-32 of the whole tensor as the device holds it,
         which must equal the host's."""
         want = P.crc32(data)
@@ -497,12 +497,14 @@ class Link:
 
     def _load_once(self, index: int, data: bytes) -> int:
         """Stream `data` until the device holds every byte; returns the device's CRC-32 of it."""
-        frames_max = max(1, min(self.window, self._info().window, P.MAX_WINDOW))
+        info = self._info()
+        frames_max = max(1, min(self.window, info.window, P.MAX_WINDOW))
+        in_flight = 2 if info.pipeline else 1
         todo: deque[tuple[int, int]] = deque([(0, len(data))])  # byte ranges not confirmed
         flight: deque[_Window] = deque()
         crc, last_ack = None, time.monotonic()
         while todo or flight:
-            while todo and len(flight) < 2:
+            while todo and len(flight) < in_flight:
                 ahead = sum(x.nbytes for x in flight)
                 flight.append(self._start_window(index, data, todo, frames_max, ahead))
             w = flight.popleft()

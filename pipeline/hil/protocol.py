@@ -294,6 +294,7 @@ class Hello:
     reset_reason: str
     model_status: int
     window: int
+    pipeline: bool  # the device may answer while the next window arrives (a buffered receiver)
     board: str
     backend: str
     model_hash: str
@@ -301,7 +302,8 @@ class Hello:
     outputs: tuple[TensorInfo, ...] = ()
 
 
-HELLO_FIXED = "BBHIIIIBBBBiB"  # the fields before the strings
+HELLO_FIXED = "BBHIIIIBBBBiBB"  # the fields before the strings
+FLAG_PIPELINE = 1
 
 
 def decode_hello(p: bytes) -> Hello:
@@ -311,7 +313,7 @@ def decode_hello(p: bytes) -> Hello:
     if ver != VERSION:  # later fields may differ: say so before misreading them
         raise DeviceError(f"device speaks protocol v{ver}, host v{VERSION}; reflash the firmware")
     (kind, max_payload, cpu_hz, baud, max_baud, arena, ni, no, max_runs, reason, status,
-     window) = r.unpack(HELLO_FIXED[1:], "the fixed fields")
+     window, flags) = r.unpack(HELLO_FIXED[1:], "the fixed fields")
     board = r.string("the board name")
     backend = r.string("the backend name")
     model_hash = r.string("the model hash")
@@ -324,7 +326,7 @@ def decode_hello(p: bytes) -> Hello:
         raise DeviceError("HELLO answer: max runs is 0")
     return Hello(ver, COUNTER_KINDS.get(kind, str(kind)), max_payload, cpu_hz, baud, max_baud,
                  arena, ni, no, max_runs, RESET_REASONS.get(reason, str(reason)), status, window,
-                 board, backend, model_hash)
+                 bool(flags & FLAG_PIPELINE), board, backend, model_hash)
 
 
 TENSOR_KINDS = ("input", "output")
