@@ -483,9 +483,9 @@ class Link:
         """Write one input tensor in windows of LOAD_BURST frames, each with one BURST_ACK.
 
         Two windows are in flight at a time (if the device can take one while it answers the
-        other), so the line stays busy while an acknowledgement comes back. Frames the device missed go out again (at the chunk size of the moment);
-        the last acknowledgement carries the CRC-32 of the whole tensor as the device holds it,
-        which must equal the host's."""
+        other), so the line stays busy while an acknowledgement comes back. Frames the device
+        missed go out again (at the chunk size of the moment); the last acknowledgement carries
+        the CRC-32 of the whole tensor as the device holds it, which must equal the host's."""
         want = P.crc32(data)
         for _ in range(3):
             crc = self._load_once(index, data)
