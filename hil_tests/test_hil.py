@@ -21,7 +21,7 @@ def test_handshake_reports_board_and_model(dut: Link, env: str, model_hash: str)
         assert info.board == env  # the build names the board after its env
         assert info.counter_kind == "instructions"
     assert [t.shape for t in info.inputs] == [(1, 16, 16, 1)]
-    assert info.inputs[0].np_dtype is np.int8 and info.outputs[0].np_dtype is np.int8
+    assert info.inputs[0].np_dtype == np.int8 and info.outputs[0].np_dtype == np.int8
     assert info.arena_bytes > 0
 
 

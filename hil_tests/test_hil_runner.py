@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_model
 
 from pipeline.boards import board
 from pipeline.emulator import make_emulator
@@ -58,16 +59,54 @@ def test_every_sample_once_through_faulty_line(env: str, firmware: Path | None,
     n = 24
     with make_emulator(spec, firmware, "qemu", qemu) as emu, \
             FaultProxy(("127.0.0.1", emu.port), drop=0.005, corrupt=0.005, seed=11) as proxy, \
-            Link(proxy.url, timeout=0.08, retries=60, first_infer_timeout=1.0) as link:
-        link.hello(timeout=1.0)
+            Link(proxy.url, timeout=spec.timeout) as link:  # the link's defaults otherwise
+        link.hello(timeout=2.0)
         recs = stream(link, samples[:n], link.hello_info.counter_kind)
         device = link.stats_device()
     assert [r["index"] for r in recs] == list(range(n))
     got = np.array([r["output"] for r in recs], dtype=np.int8)
     assert np.array_equal(got, reference[:n].reshape(n, -1))
     faults = sum(c.dropped + c.corrupted for c in (proxy.to_device, proxy.to_host))
-    assert faults > 0 and link.stats.retries > 0
+    assert faults > 0 and link.stats.retries + link.stats.resent_chunks > 0
     assert device["infer_runs"] == n  # replays answered lost INFERs without running them again
+
+
+VWW_SHAPE = (96, 96, 3)
+
+
+@pytest.fixture(scope="module")
+def vww_sized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CNN with a 96x96x3 int8 input (27 KB per sample), as MLPerf Tiny's VWW."""
+    path = tmp_path_factory.mktemp("vww") / "cnn96.tflite"
+    path.write_bytes(tiny_model.make_tflite(seed=2, shape=VWW_SHAPE))
+    return path
+
+
+def test_cli_defaults_carry_a_96x96x3_model_through_1_percent_faults(
+        env: str, vww_sized: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`tinypipe hil --port PROXY --no-flash` with nothing tuned: 1 % of the bytes dropped or
+    flipped in each direction. Every sample runs once and comes back bit-exact. Every request
+    gives up after the link's time budget, so a broken link ends the test instead of hanging."""
+    spec = board(env)
+    if not spec.emulated or request.config.getoption("hil_port"):
+        pytest.skip("the fault proxy sits between the harness and QEMU's TCP UART")
+    from pipeline.hil.build import build_firmware
+
+    elf = build_firmware(env, vww_sized.read_bytes(), out=tmp_path / "fw")
+    n = 3
+    x = tiny_model.make_samples(n, seed=8, shape=VWW_SHAPE)
+    with make_emulator(spec, elf, "qemu", request.getfixturevalue("qemu")) as emu, \
+            FaultProxy(("127.0.0.1", emu.port), drop=0.005, corrupt=0.005, seed=5) as proxy:
+        summary = run_hil(env, vww_sized, port=proxy.url, flash=False, samples=x,
+                          out_dir=tmp_path / "hil")
+    report = json.loads((tmp_path / "hil" / "hil.json").read_text())
+    assert summary["complete"] and summary["bit_exact"] == n
+    assert [s["index"] for s in report["samples"]] == list(range(n))
+    assert report["device"]["device_stats"]["infer_runs"] == n  # exactly once
+    link = report["device"]["link_stats"]
+    assert link["resent_chunks"] > 0 and link["chunks"] > n * 27648 // 1018
+    assert proxy.to_device.dropped + proxy.to_device.corrupted > 100
+    assert proxy.to_host.dropped + proxy.to_host.corrupted > 0
 
 
 def test_board_lost_mid_run_keeps_partial_report(env: str, model_path: Path,

@@ -56,7 +56,7 @@ def test_pty_reset_via_frame_then_boot(pty_qemu: Emulator) -> None:
 
 
 def test_pty_lost_when_qemu_dies(pty_qemu: Emulator, samples: np.ndarray) -> None:
-    with Link(pty_qemu.url, timeout=0.3, retries=1) as link:
+    with Link(pty_qemu.url, timeout=0.3, budget=2.0) as link:
         link.hello(timeout=5.0)
         pty_qemu.stop()
         with pytest.raises(DeviceError, match=r"/dev/pts/\d+: (link lost|no answer)"):

@@ -194,5 +194,9 @@ def hil(env: str | None, port: str | None, model: str, data: str, limit: int | N
     lat = summary["latency"][kind]
     click.echo(f"latency      : {lat['mean']:,.0f} {kind} mean, p99 {lat['p99']:,.0f}")
     click.echo(f"throughput   : {summary['throughput_sps']:.1f} samples/s")
+    if summary.get("link"):
+        from pipeline.hil.report import link_line
+
+        click.echo(f"link         : {link_line(summary['link'])}")
     echo_boards(summary)
     click.echo(f"report       : {Path(out) / 'hil.md'}")

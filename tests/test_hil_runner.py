@@ -126,3 +126,20 @@ def test_link_usage() -> None:
     # 8N1: 921600 baud moves 92,160 bytes/s; the busier direction sets the use
     u = link_usage(73_728, 9_000, 70_000, 8_000, 1.0, 921_600)
     assert u["utilisation"] == pytest.approx(0.8)
+
+
+def test_report_link_line_names_rate_and_resends(tmp_path: Path) -> None:
+    from pipeline.hil.stats import link_usage
+
+    ref = np.eye(3, dtype=np.int8) * 100
+    recs = _records(ref, [10, 20, 30], [0, 1, 2])
+    s = summarize(recs, ref, np.array([0, 1, 2]), "instructions", 25_000_000, 2.0, 3)
+    s["link"] = link_usage(92_160, 9_000, 90_000, 300, 2.0, 921_600)
+    write_report(tmp_path, recs, s, {"env": "nucleo_f746zg",
+                                     "link_stats": {"resent_chunks": 7, "retries": 2}})
+    md = (tmp_path / "hil.md").read_text()
+    assert "throughput over the link: 1.5 samples/s" in md
+    assert "50.0 % of the UART's raw rate; 7 input chunks and 2 requests sent again" in md
+    s["link"] = link_usage(20_000, 1_000, 19_000, 300, 2.0, None)
+    write_report(tmp_path, recs, s, {"env": "qemu-m4"})
+    assert "10,500 B/s, emulated link (no baud limit)" in (tmp_path / "hil.md").read_text()

@@ -2,6 +2,7 @@
 #include "fake_port.h"
 
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "proto.h"
@@ -34,10 +35,13 @@ int port_uart_read(void) {
     return rx[rx_pos++];
 }
 
-/* Everything the device sends must be exactly one well-formed frame. */
+/* Everything the device sends must be exactly one well-formed frame. With TP_FUZZ_TRACE set,
+   each one is listed on stderr (type, seq, payload bytes, first payload bytes) for tests. */
 void port_uart_write(const uint8_t *buf, size_t n) {
+    static int trace = -1;
     tp_frame_t f;
     int frames = 0;
+    if (trace < 0) trace = getenv("TP_FUZZ_TRACE") != NULL;
     if (n < TP_HEADER_BYTES + TP_TRAILER_BYTES || n > TP_FRAME_MAX) abort();
     for (size_t i = 0; i < n; i++) {
         int r = tp_parser_feed(&out_parser, buf[i], &f);
@@ -45,6 +49,11 @@ void port_uart_write(const uint8_t *buf, size_t n) {
         if (r == TP_FEED_FRAME) {
             if (i != n - 1 || f.len != n - TP_HEADER_BYTES - TP_TRAILER_BYTES) abort();
             frames++;
+            if (trace) {
+                fprintf(stderr, "tx %02x %u %u", f.type, f.seq, f.len);
+                for (unsigned k = 0; k < f.len && k < 8; k++) fprintf(stderr, " %02x", f.payload[k]);
+                fputc('\n', stderr);
+            }
         }
     }
     if (frames != 1 || out_parser.dropped != 0) abort();

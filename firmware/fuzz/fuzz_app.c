@@ -3,6 +3,8 @@
  * Input byte 0 picks the mode. Raw (even): the rest goes to the UART as is. Framed (odd): the
  * rest is a list of [type, seq, len, payload[len]] records, each sent as a correctly framed
  * request (so handlers past the CRC are reached), with every 7th frame's payload bit-flipped.
+ * Types 0xFF and 0xFE stand for LOAD_INPUT and LOAD_BURST with 8 x len payload bytes, so
+ * chunks as long as real ones are reached.
  * The fake port aborts if the device ever emits anything but single well-formed frames;
  * ASan/UBSan catch memory errors.
  */
@@ -41,13 +43,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t type = data[i], seq = data[i + 1];
         size_t len = data[i + 2];
         i += 3;
-        if (type == 0xFF) len *= 8; /* reach long payloads too */
+        int chunk = type == 0xFF || type == 0xFE;
+        if (chunk) len *= 8; /* reach long payloads too */
         if (len > size - i) len = size - i;
         if (len > TP_MAX_PAYLOAD) len = TP_MAX_PAYLOAD;
         uint8_t *f = framed + out;
         memcpy(f + TP_HEADER_BYTES, data + i, len);
         i += len;
-        out += tp_frame_finish(f, type == 0xFF ? TP_LOAD_INPUT : type, seq, (uint16_t)len);
+        out += tp_frame_finish(f, chunk ? (type == 0xFF ? TP_LOAD_INPUT : TP_LOAD_BURST) : type,
+                               seq, (uint16_t)len);
         if (++k % 7 == 0 && len) f[TP_HEADER_BYTES] ^= 0x10;
     }
     run(framed, out);

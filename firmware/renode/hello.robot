@@ -11,7 +11,7 @@ ${UART}             sysbus.usart2
 ${PORT}             3456
 # Frame header: A5 5A type seq len(LE16) hcrc; see docs/protocol.md.
 ${BOOT_HEADER}      A5 5A 70 00 06 00
-@{HELLO_FRAME}      0xA5    0x5A    0x01    0x01    0x00    0x00    0x7D    0xD3    0x62
+@{HELLO_FRAME}      0xA5    0x5A    0x01    0x01    0x00    0x00    0x7D    0x49    0xB4    0x4A    0x6D
 ${HELLO_ANSWER}     A5 5A 81 01
 
 *** Keywords ***

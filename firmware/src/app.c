@@ -1,4 +1,4 @@
-/* The HIL firmware: answers protocol v1 frames from the host; see docs/protocol.md. */
+/* The HIL firmware: answers protocol v2 frames from the host; see docs/protocol.md. */
 #include "app.h"
 
 #include <string.h>
@@ -9,6 +9,10 @@
 
 #define BAUD_FALLBACK_MS 2000u  /* no valid frame after SET_BAUD: return to the old rate */
 #define RX_IDLE_MS 100u         /* a partial frame this old is dropped (lost bytes) */
+
+/* Ports whose receiver buffers what arrives while the app sends (all but a polled one-byte
+   receiver) need not say so. */
+__attribute__((weak)) int port_uart_pipelined(void) { return 1; }
 
 static tp_parser_t parser;
 static uint8_t tx[TP_FRAME_MAX];
@@ -21,6 +25,21 @@ static uint32_t tx_frames, naks, replays, infer_runs;
 static uint32_t baud_prev, baud_switched_at;
 static int baud_probation;
 static uint32_t last_rx_ms;
+/* One bit per seq: the LOAD_BURST frame with that seq was stored. A slot is cleared when the
+   seqs of arriving frames move past it, so it always describes the latest use of its seq and
+   any BURST_ACK about the last 128 seqs, repeated or late, gets the same answer. */
+static uint8_t burst_seen[32];
+static uint8_t seq_cursor; /* seq of the newest frame that arrived intact */
+
+static void seq_advance(uint8_t seq) {
+    uint8_t ahead = (uint8_t)(seq - seq_cursor);
+    if (ahead == 0 || ahead >= 128) return; /* the same frame again, or a resend of an old one */
+    for (uint8_t s = (uint8_t)(seq_cursor + 1);; s++) {
+        burst_seen[s >> 3] &= (uint8_t)~(1u << (s & 7));
+        if (s == seq) break;
+    }
+    seq_cursor = seq;
+}
 
 static uint8_t *payload(void) { return tx + TP_HEADER_BYTES; }
 
@@ -39,14 +58,14 @@ static void nak(const tp_frame_t *f, uint8_t code, uint32_t detail) {
     send(TP_NAK, f->seq, 6);
 }
 
-/* Header intact, payload corrupt: tell the host to resend now rather than time out. Uses its own
-   buffer so the cached answer to the last request survives for a replay. */
-static void nak_bad_crc(const tp_frame_t *f) {
+/* A NAK that must not replace the cached answer to the last request (which a repeated request
+   gets again): for frames that are never answered otherwise, and for damaged frames. */
+static void nak_aside(const tp_frame_t *f, uint8_t code, uint32_t detail) {
     uint8_t frame[TP_HEADER_BYTES + 6 + TP_TRAILER_BYTES];
     uint8_t *p = frame + TP_HEADER_BYTES;
     p[0] = f->type;
-    p[1] = TP_NAK_BAD_CRC;
-    tp_put32(p + 2, 0);
+    p[1] = code;
+    tp_put32(p + 2, detail);
     port_uart_write(frame, tp_frame_finish(frame, TP_NAK, f->seq, 6));
     naks++;
     tx_frames++;
@@ -60,6 +79,7 @@ static uint8_t *put_str(uint8_t *p, const char *s) {
     return p + n;
 }
 
+/* u8 dtype, u8 rank, i32 dims[rank], f32 scale, i32 zero point, u32 bytes */
 static uint8_t *put_tensor(uint8_t *p, const infer_tensor_t *t) {
     *p++ = t->dtype;
     *p++ = t->rank;
@@ -72,10 +92,12 @@ static uint8_t *put_tensor(uint8_t *p, const infer_tensor_t *t) {
     return p + 12;
 }
 
+/* The board and model in one short frame; the tensor table follows one TENSOR at a time, so no
+   answer grows with the model and every one stays small enough for a noisy line. */
 static void on_hello(const tp_frame_t *f) {
     uint8_t *p = payload();
-    int ni = model_status == 0 ? infer_num_inputs() : 0;
-    int no = model_status == 0 ? infer_num_outputs() : 0;
+    memset(burst_seen, 0, sizeof burst_seen); /* a new session */
+    seq_cursor = f->seq;
     p[0] = TP_PROTO_VERSION;
     p[1] = port_counter_kind();
     tp_put16(p + 2, TP_MAX_PAYLOAD);
@@ -83,25 +105,33 @@ static void on_hello(const tp_frame_t *f) {
     tp_put32(p + 8, port_uart_baud());
     tp_put32(p + 12, port_uart_max_baud());
     tp_put32(p + 16, infer_arena_bytes());
-    p[20] = (uint8_t)ni;
-    p[21] = (uint8_t)no;
+    p[20] = (uint8_t)(model_status == 0 ? infer_num_inputs() : 0);
+    p[21] = (uint8_t)(model_status == 0 ? infer_num_outputs() : 0);
     p[22] = TP_MAX_RUNS;
     p[23] = reset_reason;
     tp_put32(p + 24, (uint32_t)model_status);
-    uint8_t *q = p + 28;
+    p[28] = TP_MAX_WINDOW;
+    p[29] = port_uart_pipelined() ? TP_FLAG_PIPELINE : 0u;
+    uint8_t *q = p + 30;
     q = put_str(q, port_board_name());
     q = put_str(q, infer_backend());
     q = put_str(q, infer_model_hash());
-    infer_tensor_t t;
-    for (int i = 0; i < ni; i++) {
-        if (infer_input_info(i, &t) != 0 || (q - p) + 14 + 4 * t.rank > TP_MAX_PAYLOAD) break;
-        q = put_tensor(q, &t);
-    }
-    for (int i = 0; i < no; i++) {
-        if (infer_output_info(i, &t) != 0 || (q - p) + 14 + 4 * t.rank > TP_MAX_PAYLOAD) break;
-        q = put_tensor(q, &t);
-    }
     send(TP_HELLO | TP_RESPONSE, f->seq, (uint16_t)(q - p));
+}
+
+/* Request: u8 kind (0 input, 1 output), u8 index. Response: kind, index, then the tensor. */
+static void on_tensor(const tp_frame_t *f) {
+    if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
+    if (f->len != 2) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    int kind = f->payload[0], idx = f->payload[1];
+    infer_tensor_t t;
+    int ok = kind == 0 ? idx < infer_num_inputs() && infer_input_info(idx, &t) == 0
+           : kind == 1 ? idx < infer_num_outputs() && infer_output_info(idx, &t) == 0 : 0;
+    if (!ok) { nak(f, TP_NAK_BAD_TENSOR, (uint32_t)(kind << 8 | idx)); return; }
+    uint8_t *p = payload();
+    p[0] = (uint8_t)kind;
+    p[1] = (uint8_t)idx;
+    send(TP_TENSOR | TP_RESPONSE, f->seq, (uint16_t)(put_tensor(p + 2, &t) - p));
 }
 
 static void on_set_baud(const tp_frame_t *f) {
@@ -119,26 +149,82 @@ static void on_set_baud(const tp_frame_t *f) {
     }
 }
 
-/* Request: u8 tensor, u8 reserved, u32 offset, data. Writing the same chunk twice is harmless. */
-static void on_load_input(const tp_frame_t *f) {
-    if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
-    if (f->len < 6) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+/* u8 tensor, u8 reserved, u32 offset, data: copy into the staged input. Writing the same chunk
+   twice is harmless. Returns the bytes written, or -(NAK code) with *detail set. */
+static int store_chunk(const tp_frame_t *f, uint32_t *detail) {
+    if (model_status != 0) { *detail = (uint32_t)model_status; return -TP_NAK_NOT_READY; }
+    if (f->len < 6) { *detail = f->len; return -TP_NAK_BAD_LENGTH; }
     int idx = f->payload[0];
     uint32_t off = tp_get32(f->payload + 2);
     uint32_t n = (uint32_t)f->len - 6;
     infer_tensor_t t;
     if (idx >= infer_num_inputs() || infer_input_info(idx, &t) != 0) {
+        *detail = (uint32_t)idx;
+        return -TP_NAK_BAD_TENSOR;
+    }
+    if (off > t.bytes || n > t.bytes - off) { *detail = off; return -TP_NAK_OUT_OF_RANGE; }
+    memcpy(infer_input(idx) + off, f->payload + 6, n);
+    return (int)n;
+}
+
+/* Acknowledged chunk: the answer echoes u8 tensor, u8 0, u32 offset, u16 bytes written. */
+static void on_load_input(const tp_frame_t *f) {
+    uint32_t detail;
+    int n = store_chunk(f, &detail);
+    if (n < 0) { nak(f, (uint8_t)-n, detail); return; }
+    uint8_t *p = payload();
+    p[0] = f->payload[0];
+    p[1] = 0;
+    memcpy(p + 2, f->payload + 2, 4);
+    tp_put16(p + 6, (uint16_t)n);
+    send(TP_LOAD_INPUT | TP_RESPONSE, f->seq, 8);
+}
+
+/* A chunk of a window: stored and remembered by seq, reported by BURST_ACK. Silence keeps the
+   UART free for the next frame, which boards with polled receivers need. Only a request that
+   can never succeed (bad tensor, offset) is refused at once. */
+static void on_load_burst(const tp_frame_t *f) {
+    uint32_t detail;
+    int n = store_chunk(f, &detail);
+    if (n < 0)
+        nak_aside(f, (uint8_t)-n, detail);
+    else
+        burst_seen[f->seq >> 3] |= (uint8_t)(1u << (f->seq & 7));
+}
+
+/* Request: u8 first seq, u8 count, u8 flags, u8 tensor. Response: the same four bytes, a mask of
+   (count + 7) / 8 bytes (bit k, LSB first: the LOAD_BURST with seq first + k was stored), then
+   with flags bit 0 the CRC-32 of the whole staged input `tensor`. count 0 asks for the CRC
+   only. Nothing changes on the device, so asking again is harmless. */
+static void on_burst_ack(const tp_frame_t *f) {
+    if (f->len != 4) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    uint8_t first = f->payload[0], count = f->payload[1], flags = f->payload[2];
+    int idx = f->payload[3];
+    if (count > TP_MAX_WINDOW || (count == 0 && !(flags & 1))) {
+        nak(f, TP_NAK_BAD_ARG, count);
+        return;
+    }
+    infer_tensor_t t;
+    if ((flags & 1) && (model_status != 0 || idx >= infer_num_inputs() ||
+                        infer_input_info(idx, &t) != 0)) {
         nak(f, TP_NAK_BAD_TENSOR, (uint32_t)idx);
         return;
     }
-    if (off > t.bytes || n > t.bytes - off) { nak(f, TP_NAK_OUT_OF_RANGE, off); return; }
-    memcpy(infer_input(idx) + off, f->payload + 6, n);
     uint8_t *p = payload();
-    p[0] = (uint8_t)idx;
-    p[1] = 0;
-    tp_put32(p + 2, off);
-    tp_put16(p + 6, (uint16_t)n);
-    send(TP_LOAD_INPUT | TP_RESPONSE, f->seq, 8);
+    memcpy(p, f->payload, 4);
+    p[2] = flags & 1;
+    uint8_t *mask = p + 4;
+    uint16_t len = (uint16_t)(4 + (count + 7) / 8);
+    memset(mask, 0, (size_t)(len - 4));
+    for (unsigned k = 0; k < count; k++) {
+        uint8_t s = (uint8_t)(first + k);
+        if (burst_seen[s >> 3] & (1u << (s & 7))) mask[k >> 3] |= (uint8_t)(1u << (k & 7));
+    }
+    if (flags & 1) {
+        tp_put32(p + len, tp_crc32(0, infer_input(idx), t.bytes));
+        len += 4;
+    }
+    send(TP_BURST_ACK | TP_RESPONSE, f->seq, len);
 }
 
 static uint32_t outputs_total(void) {
@@ -149,12 +235,14 @@ static uint32_t outputs_total(void) {
     return total;
 }
 
-/* Request: u16 runs. Response: u16 runs, u8 counter kind, u8 flags, i32 status,
-   u32 counter delta per run, then all outputs concatenated if they fit (flags bit 0). */
+/* Request: u16 runs [, u16 most output bytes to send inline]. Response: u16 runs, u8 counter
+   kind, u8 flags, i32 status, u32 CRC-32 of all outputs back to back, u32 counter delta per run,
+   then all outputs if they fit and the host allows it (flags bit 0). */
 static void on_infer(const tp_frame_t *f) {
     if (model_status != 0) { nak(f, TP_NAK_NOT_READY, (uint32_t)model_status); return; }
-    if (f->len != 2) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
+    if (f->len != 2 && f->len != 4) { nak(f, TP_NAK_BAD_LENGTH, f->len); return; }
     uint16_t runs = tp_get16(f->payload);
+    uint32_t max_inline = f->len == 4 ? tp_get16(f->payload + 2) : TP_MAX_PAYLOAD;
     if (runs == 0 || runs > TP_MAX_RUNS) { nak(f, TP_NAK_BAD_ARG, runs); return; }
     uint32_t deltas[TP_MAX_RUNS];
     int status = 0;
@@ -172,16 +260,19 @@ static void on_infer(const tp_frame_t *f) {
     }
     if (status != 0) { nak(f, TP_NAK_INFER_FAILED, (uint32_t)status); return; }
     uint8_t *p = payload();
-    uint32_t head = 8u + 4u * runs, total = outputs_total();
-    int inline_out = head + total <= TP_MAX_PAYLOAD;
+    uint32_t head = 12u + 4u * runs, total = outputs_total(), crc = 0;
+    int inline_out = head + total <= TP_MAX_PAYLOAD && total <= max_inline;
+    infer_tensor_t t;
+    for (int i = 0; i < infer_num_outputs(); i++)
+        if (infer_output_info(i, &t) == 0) crc = tp_crc32(crc, infer_output(i), t.bytes);
     tp_put16(p, runs);
     p[2] = port_counter_kind();
     p[3] = inline_out ? 1 : 0;
     tp_put32(p + 4, 0);
-    for (uint16_t r = 0; r < runs; r++) tp_put32(p + 8 + 4 * r, deltas[r]);
+    tp_put32(p + 8, crc);
+    for (uint16_t r = 0; r < runs; r++) tp_put32(p + 12 + 4 * r, deltas[r]);
     uint8_t *q = p + head;
     if (inline_out) {
-        infer_tensor_t t;
         for (int i = 0; i < infer_num_outputs(); i++) {
             if (infer_output_info(i, &t) != 0) continue;
             memcpy(q, infer_output(i), t.bytes);
@@ -232,6 +323,11 @@ static void on_reset(const tp_frame_t *f) {
 
 static void handle(const tp_frame_t *f) {
     if (baud_probation) baud_probation = 0; /* the new rate works */
+    seq_advance(f->seq);
+    if (f->type == TP_LOAD_BURST) { /* never answered: leaves the replay memory alone */
+        on_load_burst(f);
+        return;
+    }
     /* A repeated request (same type and seq as the last one) means our answer got lost:
        send it again instead of doing the work twice. HELLO and RESET always run. */
     if (last_valid && f->type == last_type && f->seq == last_seq && f->type != TP_HELLO &&
@@ -252,6 +348,8 @@ static void handle(const tp_frame_t *f) {
         case TP_READ_OUTPUT: on_read_output(f); break;
         case TP_STATS: on_stats(f); break;
         case TP_RESET: on_reset(f); break;
+        case TP_TENSOR: on_tensor(f); break;
+        case TP_BURST_ACK: on_burst_ack(f); break;
         default: nak(f, TP_NAK_UNKNOWN_TYPE, f->type); break;
     }
 }
@@ -264,6 +362,8 @@ void app_setup(void) {
     tx_len = 0;
     tx_frames = naks = replays = infer_runs = 0;
     baud_probation = 0;
+    memset(burst_seen, 0, sizeof burst_seen);
+    seq_cursor = 0;
     model_status = infer_init();
     uint8_t *p = payload();
     p[0] = TP_PROTO_VERSION;
@@ -278,8 +378,8 @@ static void dispatch(int r, tp_frame_t *f) {
     for (; r != TP_FEED_NONE; r = tp_parser_poll(&parser, f)) {
         if (r == TP_FEED_FRAME)
             handle(f);
-        else
-            nak_bad_crc(f);
+        else if (f->type != TP_LOAD_BURST) /* a lost burst frame shows in its BURST_ACK */
+            nak_aside(f, TP_NAK_BAD_CRC, 0);
     }
 }
 

@@ -42,6 +42,9 @@ uint32_t port_millis(void);            /* wall (or virtual) milliseconds, wraps 
 const char *port_board_name(void);
 uint32_t port_cpu_hz(void);
 void port_reset(void);                 /* software reset; does not return on a board */
+/* Optional (the app has a default of 1): 0 when the UART receiver has no buffer, so bytes that
+   arrive while the app sends are lost; the host then sends one window at a time. */
+int port_uart_pipelined(void);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* Frame parser and encoder for protocol v1. Bounded buffer, no heap, resyncs after garbage. */
+/* Frame parser and encoder for protocol v2. Bounded buffer, no heap, resyncs after garbage. */
 #include "proto.h"
 
 #include <string.h>
@@ -13,15 +13,20 @@ uint8_t tp_crc8(const uint8_t *p, size_t n) {
     return crc;
 }
 
-uint16_t tp_crc16(const uint8_t *p, size_t n) {
-    /* CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no xorout. */
-    uint16_t crc = 0xFFFF;
+uint32_t tp_crc32(uint32_t crc, const uint8_t *p, size_t n) {
+    /* CRC-32/ISO-HDLC: reflected poly 0xEDB88320, init and xorout 0xFFFFFFFF. A nibble table:
+       64 bytes of flash, two lookups per byte. */
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+    crc = ~crc;
     while (n--) {
-        crc ^= (uint16_t)(*p++ << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (uint16_t)((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+        crc ^= *p++;
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
     }
-    return crc;
+    return ~crc;
 }
 
 void tp_parser_init(tp_parser_t *p) { memset(p, 0, sizeof(*p)); }
@@ -30,6 +35,8 @@ static void drop(tp_parser_t *p, uint16_t k) {
     if (k > p->n) k = p->n;
     memmove(p->buf, p->buf + k, (size_t)(p->n - k));
     p->n = (uint16_t)(p->n - k);
+    p->crc_n = 0; /* a new frame (or candidate) starts at the head */
+    p->crc = 0;
 }
 
 /* Skip to the next possible sync byte after position 0, counting what was skipped. */
@@ -68,10 +75,15 @@ int tp_parser_poll(tp_parser_t *p, tp_frame_t *f) {
             skip(p);
             continue;
         }
+        uint16_t body = (uint16_t)(TP_HEADER_BYTES - 2 + len); /* bytes the CRC covers */
+        uint16_t have = (uint16_t)(p->n - 2 < body ? p->n - 2 : body);
+        if (p->crc_n < have) {
+            p->crc = tp_crc32(p->crc, p->buf + 2 + p->crc_n, (size_t)(have - p->crc_n));
+            p->crc_n = have;
+        }
         uint16_t total = (uint16_t)(TP_HEADER_BYTES + len + TP_TRAILER_BYTES);
         if (p->n < total) return TP_FEED_NONE;
-        uint16_t crc = tp_crc16(p->buf + 2, (size_t)(TP_HEADER_BYTES - 2 + len));
-        if (crc != tp_get16(p->buf + TP_HEADER_BYTES + len)) {
+        if (p->crc != tp_get32(p->buf + TP_HEADER_BYTES + len)) {
             p->bad_crc++;
             f->type = p->buf[2];
             f->seq = p->buf[3];
@@ -104,6 +116,7 @@ size_t tp_frame_finish(uint8_t *frame, uint8_t type, uint8_t seq, uint16_t len) 
     frame[3] = seq;
     tp_put16(frame + 4, len);
     frame[6] = tp_crc8(frame + 2, 4);
-    tp_put16(frame + TP_HEADER_BYTES + len, tp_crc16(frame + 2, (size_t)(TP_HEADER_BYTES - 2 + len)));
+    tp_put32(frame + TP_HEADER_BYTES + len,
+             tp_crc32(0, frame + 2, (size_t)(TP_HEADER_BYTES - 2 + len)));
     return (size_t)(TP_HEADER_BYTES + len + TP_TRAILER_BYTES);
 }

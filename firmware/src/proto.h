@@ -1,4 +1,4 @@
-/* tinypipe serial protocol v1: framing, CRCs and constants (see docs/protocol.md). */
+/* tinypipe serial protocol v2: framing, CRCs and constants (see docs/protocol.md). */
 #ifndef TP_PROTO_H
 #define TP_PROTO_H
 
@@ -9,15 +9,26 @@
 extern "C" {
 #endif
 
-#define TP_PROTO_VERSION 1
+#define TP_PROTO_VERSION 2
 #define TP_SYNC0 0xA5
 #define TP_SYNC1 0x5A
 #define TP_HEADER_BYTES 7   /* sync0 sync1 type seq len_lo len_hi hcrc8 */
-#define TP_TRAILER_BYTES 2  /* crc16 (LE) over everything after the sync bytes */
+#define TP_TRAILER_BYTES 4  /* CRC-32 (LE) over everything after the sync bytes */
 #ifndef TP_MAX_PAYLOAD
 #define TP_MAX_PAYLOAD 1024
 #endif
 #define TP_FRAME_MAX (TP_HEADER_BYTES + TP_MAX_PAYLOAD + TP_TRAILER_BYTES)
+/* LOAD_BURST frames one BURST_ACK may cover (1..64: the host keeps two windows in flight and
+   their seqs must stay within the 128 the device remembers). A port whose UART cannot take
+   back-to-back frames while the app works may define it as 1. */
+#ifndef TP_MAX_WINDOW
+#define TP_MAX_WINDOW 64
+#endif
+#define TP_MAX_RUNS 32
+/* HELLO flags. A port whose receiver has no buffer (one byte, polled) loses what arrives while
+   the app sends; its port_uart_pipelined() returns 0, and the host then waits for each
+   window's acknowledgement before it sends more, instead of keeping two windows in flight. */
+#define TP_FLAG_PIPELINE 1u /* the device may answer while the next window arrives */
 
 /* Frame types. A response carries the request type | TP_RESPONSE. */
 enum {
@@ -28,7 +39,10 @@ enum {
     TP_READ_OUTPUT = 0x05,
     TP_STATS = 0x06,
     TP_RESET = 0x07,
-    TP_BOOT = 0x70,   /* unsolicited, sent once after every boot */
+    TP_TENSOR = 0x08,
+    TP_LOAD_BURST = 0x09, /* LOAD_INPUT without an answer; BURST_ACK reports it */
+    TP_BURST_ACK = 0x0A,
+    TP_BOOT = 0x70,       /* unsolicited, sent once after every boot */
     TP_NAK = 0x7F,
     TP_RESPONSE = 0x80
 };
@@ -46,8 +60,6 @@ enum {
     TP_NAK_BAD_CRC = 9 /* header intact, payload corrupt: resend at once */
 };
 
-#define TP_MAX_RUNS 32
-
 typedef struct {
     uint8_t type;
     uint8_t seq;
@@ -59,6 +71,8 @@ typedef struct {
     uint8_t buf[TP_FRAME_MAX];
     uint16_t n;        /* bytes buffered */
     uint16_t pending;  /* size of the frame handed out last, dropped on the next feed */
+    uint16_t crc_n;    /* bytes of the frame at the head folded into crc so far */
+    uint32_t crc;      /* running CRC-32 of buf[2 .. 2 + crc_n) */
     uint32_t frames;
     uint32_t bad_header;
     uint32_t bad_crc;
@@ -66,11 +80,13 @@ typedef struct {
 } tp_parser_t;
 
 uint8_t tp_crc8(const uint8_t *p, size_t n);
-uint16_t tp_crc16(const uint8_t *p, size_t n);
+/* CRC-32/ISO-HDLC (zlib's crc32): start with crc = 0, chain calls over consecutive pieces. */
+uint32_t tp_crc32(uint32_t crc, const uint8_t *p, size_t n);
 void tp_parser_init(tp_parser_t *p);
 /* Feed one byte. Returns TP_FEED_FRAME and fills *f when a valid frame completes (f->payload
    stays valid until the next call); TP_FEED_BAD_CRC with f->type/seq set when a frame with an
-   intact header failed its CRC; else TP_FEED_NONE. Garbage is skipped (counted), never fatal. */
+   intact header failed its CRC; else TP_FEED_NONE. Garbage is skipped (counted), never fatal.
+   The CRC is folded in as bytes arrive, so finishing a frame costs no more than any byte. */
 enum { TP_FEED_NONE = 0, TP_FEED_FRAME = 1, TP_FEED_BAD_CRC = 2 };
 int tp_parser_feed(tp_parser_t *p, uint8_t byte, tp_frame_t *f);
 /* Rescan what is buffered without new input; call after any non-NONE result until NONE. */

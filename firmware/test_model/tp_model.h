@@ -10,16 +10,23 @@
 #define TP_NUM_INPUTS 1
 #define TP_NUM_OUTPUTS 1
 
+/* Element types (TFLite TensorType codes), as the exporter writes them. */
+#define TP_TYPE_FLOAT32 0
+#define TP_TYPE_INT32 2
+#define TP_TYPE_UINT8 3
+#define TP_TYPE_INT16 7
+#define TP_TYPE_INT8 9
+
 #define TP_INPUT0_RANK 2
 #define TP_INPUT0_SHAPE {1, 8}
-#define TP_INPUT0_TYPE 9 /* TFLite int8 */
+#define TP_INPUT0_TYPE TP_TYPE_INT8
 #define TP_INPUT0_SCALE 0.5f
 #define TP_INPUT0_ZERO_POINT (-3)
 #define TP_INPUT0_BYTES 8
 
 #define TP_OUTPUT0_RANK 2
 #define TP_OUTPUT0_SHAPE {1, 4}
-#define TP_OUTPUT0_TYPE 9
+#define TP_OUTPUT0_TYPE TP_TYPE_INT8
 #define TP_OUTPUT0_SCALE 0.25f
 #define TP_OUTPUT0_ZERO_POINT 5
 #define TP_OUTPUT0_BYTES 4

@@ -28,6 +28,7 @@ __all__ = ["AotResult", "Compiled", "compile_model", "export_aot", "check_suppor
 KERNELS_DIR = KERNELS  # pipeline.paths: the checkout, or the installed package
 _COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h", "tk_mve.h")
 SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
+IO_DTYPES = ("int8", "uint8", "int16", "float32")  # model inputs and outputs
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -49,7 +50,9 @@ def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
                                  "by the AOT backend; use --backend tflm")
     for k, tid in enumerate(g.inputs + g.outputs):
         t = g.tensors[tid]
-        if t.dtype not in ("int8", "float32") or any(d <= 0 for d in t.shape):
+        # The element types the firmware's protocol carries (firmware/src/infer.h), minus int32,
+        # which no supported op reads or writes at a model's ends.
+        if t.dtype not in IO_DTYPES or any(d <= 0 for d in t.shape):
             what = "input" if k < len(g.inputs) else "output"
             raise UnsupportedOpError(
                 f"{g.name}: model {what} '{t.name}' ({t.dtype} {list(t.shape)}) is not supported "

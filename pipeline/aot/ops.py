@@ -536,20 +536,37 @@ def c_double(x: float) -> str:
     return float(x).hex()
 
 
+# QUANTIZE between integer types: (input, output) dtype -> kernel. uint8 and int16 appear only
+# at a model's ends (inputs and outputs around an int8 graph), as TFLM supports them.
+_REQUANTIZE = {("int8", "int8"): "tk_requantize_s8", ("uint8", "int8"): "tk_requantize_u8_s8",
+               ("int8", "uint8"): "tk_requantize_s8_u8", ("int16", "int8"): "tk_requantize_s16_s8",
+               ("int8", "int16"): "tk_requantize_s8_s16"}
+
+
+def _need_quantized(*ts: Tensor) -> None:
+    for t in ts:
+        if len(t.scales) == 0:
+            raise Unsupported(f"with unquantized {t.dtype} tensor '{t.name}'")
+
+
 def lower_quantize(g: Graph, op: Op) -> Kernel:
     inp, out = _t(g, op, 0), _out(g, op)
-    _need_int8(out)
-    _need_per_tensor(out)
     if inp.dtype == "float32":
+        _need_int8(out)
+        _need_per_tensor(out)
         return Kernel("tk_quantize", [op.inputs[0]], [op.outputs[0]], [],
                       [f"tk_quantize_f32_s8(@in0@, @out0@, {inp.size}, {c_float(out.scale)}, "
                        f"{out.zero_point});"])
-    _need_int8(inp)
-    _need_per_tensor(inp)
+    fn = _REQUANTIZE.get((inp.dtype, out.dtype))
+    if fn is None:
+        raise Unsupported(f"from {inp.dtype} to {out.dtype}")
+    _need_quantized(inp, out)
+    _need_per_tensor(inp, out)
     m, s = q.quantize_multiplier(float(inp.scale) / float(out.scale))
     return Kernel("tk_quantize", [op.inputs[0]], [op.outputs[0]], [],
-                  [f"tk_requantize_s8(@in0@, @out0@, {inp.size}, {inp.zero_point}, "
-                   f"{out.zero_point}, {m}, {s});"], inplace=True)
+                  [f"{fn}(@in0@, @out0@, {inp.size}, {inp.zero_point}, {out.zero_point}, "
+                   f"{m}, {s});"],
+                  inplace=inp.nbytes == out.nbytes)  # element i is read before it is written
 
 
 def lower_dequantize(g: Graph, op: Op) -> Kernel:

@@ -1,4 +1,4 @@
-"""Hardware-in-the-loop: build and flash firmware, talk protocol v1, measure on the board.
+"""Hardware-in-the-loop: build and flash firmware, talk protocol v2, measure on the board.
 
 Public API: build(env, model, backend="aot", out=None) -> ELF path; flash(env, elf, port=None);
 run_hil(env, model, data, port=None, limit=None, out_dir=..., flash=True) -> summary dict;

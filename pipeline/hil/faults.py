@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import random
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from pipeline.errors import DeviceError
@@ -25,12 +27,15 @@ class FaultProxy:
 
     Each byte is dropped with probability `drop` and has one bit flipped with probability
     `corrupt`, independently in both directions. Seeded, so a failing run can be replayed.
+    `latency` delays every byte by that many seconds in each direction without slowing the
+    stream, as a USB-serial bridge does (its latency timer: 1 to 16 ms).
     """
 
     upstream: tuple[str, int]
     drop: float = 0.005
     corrupt: float = 0.005
     seed: int = 0
+    latency: float = 0.0
     port: int = 0
     to_device: FaultCounts = field(default_factory=FaultCounts)
     to_host: FaultCounts = field(default_factory=FaultCounts)
@@ -92,6 +97,9 @@ class FaultProxy:
 
     def _pump(self, src: socket.socket, dst: socket.socket, counts: FaultCounts,
               rng: random.Random) -> None:
+        late: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        sender = threading.Thread(target=self._deliver, args=(late, dst), daemon=True)
+        sender.start()
         while not self._stop.is_set():
             try:
                 data = src.recv(4096)
@@ -101,15 +109,25 @@ class FaultProxy:
                 break
             if not data:
                 break
-            try:
-                dst.sendall(self._mangle(data, counts, rng))
-            except OSError:
-                break
+            late.put((time.monotonic() + self.latency, self._mangle(data, counts, rng)))
+        late.put(None)
+        sender.join(timeout=2 + self.latency)
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _deliver(self, late: queue.Queue, dst: socket.socket) -> None:
+        while (item := late.get()) is not None:
+            due, data = item
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
 
     def stop(self) -> None:
         """Close everything and join the threads. Idempotent."""

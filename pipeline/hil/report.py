@@ -33,12 +33,7 @@ def _md(summary: dict, device: dict) -> str:
     ]
     link = summary.get("link")
     if link:
-        use = link["utilisation"]
-        lines.append(
-            f"- link: {link['bytes_out']:,} B out, {link['bytes_in']:,} B in; "
-            f"{100 * link['efficiency']:.1f} % of it inputs and outputs; "
-            + (f"{100 * use:.1f} % of the UART's raw rate" if use is not None
-               else "emulated link (no baud limit)"))
+        lines.append(f"- link: {link_line(link, device.get('link_stats'))}")
     if summary.get("boards"):
         lines += _boards_md(summary["boards"], kind)
     if summary.get("confusion_matrix"):
@@ -62,6 +57,19 @@ def _boards_md(boards: list[dict], kind: str) -> list[str]:
                      f"| {b['latency']['mean']:,.0f} | {b['latency']['p99']:,.0f} "
                      f"| {b['throughput_sps']:.1f} | {b['lost'] or '-'} |")
     return lines
+
+
+def link_line(link: dict, stats: dict | None = None) -> str:
+    """Bytes each way, how much of them was payload, use of the UART, what was sent again."""
+    use = link["utilisation"]
+    text = (f"{link['bytes_out']:,} B out, {link['bytes_in']:,} B in; "
+            f"{100 * link['efficiency']:.1f} % of it inputs and outputs; "
+            + (f"{100 * use:.1f} % of the UART's raw rate" if use is not None
+               else f"{link['wire_bytes_per_s']:,.0f} B/s, emulated link (no baud limit)"))
+    if stats:
+        text += (f"; {stats.get('resent_chunks', 0):,} input chunks and "
+                 f"{stats.get('retries', 0):,} requests sent again")
+    return text
 
 
 def _histogram(values: list[int], kind: str, path: Path) -> None:

@@ -266,7 +266,7 @@ def reset_and_wait(link, strat: ResetStrategy, timeout: float = 10.0,
         strat.restart(ser)
     elif strat.name != "none":
         try:  # no line-level restart: the firmware resets itself on RESET
-            link.request(P.Msg.RESET, timeout=min(1.0, timeout), retries=1)
+            link.request(P.Msg.RESET, timeout=min(1.0, timeout), budget=min(2.0, timeout))
         except DeviceError:
             pass  # an app that does not answer may still be booting; the wait below decides
     deadline = time.monotonic() + timeout
@@ -278,8 +278,8 @@ def reset_and_wait(link, strat: ResetStrategy, timeout: float = 10.0,
             link.stats.boots += 1
             return "BOOT"
         try:  # a BOOT frame may be gone before the port opened (USB CDC, ptys): ask instead
-            link.request(P.Msg.HELLO, timeout=min(0.5, max(deadline - time.monotonic(), 0.05)),
-                         retries=0)
+            wait = min(0.5, max(deadline - time.monotonic(), 0.05))
+            link.request(P.Msg.HELLO, timeout=wait, budget=wait)
         except DeviceError:
             continue
         # the link counts a BOOT that arrived while it waited for the HELLO answer

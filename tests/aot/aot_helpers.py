@@ -98,7 +98,7 @@ def run_c(exe: Path, inputs: list[np.ndarray], ospec, tmp: Path) -> list[np.ndar
     if proc.returncode:
         raise AssertionError(f"harness failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     raw = (tmp / "out.bin").read_bytes()
-    dts = [np.dtype(np.int8 if d == "int8" else np.float32) for _, d in ospec]
+    dts = [np.dtype(d) for _, d in ospec]
     per = [int(np.prod(s)) * dt.itemsize for (s, _), dt in zip(ospec, dts, strict=True)]
     arr = np.frombuffer(raw, np.uint8).reshape(n, sum(per))
     outs, off = [], 0

@@ -129,6 +129,9 @@ void port_init(void) {
 
 uint8_t port_reset_reason(void) { return reason; }
 
+/* USART2's receiver holds one byte and is polled: what arrives while the app sends is lost. */
+int port_uart_pipelined(void) { return 0; }
+
 int port_uart_read(void) {
     uint32_t sr = USART_SR;
     if (sr & SR_RXNE) return (int)(USART_DR & 0xFFu);

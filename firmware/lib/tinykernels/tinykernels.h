@@ -132,6 +132,15 @@ void tk_hard_swish_s8(const tk_hardswish_params *p, const int8_t *in, int8_t *ou
 void tk_quantize_f32_s8(const float *in, int8_t *out, int n, float scale, int32_t zp);
 void tk_requantize_s8(const int8_t *in, int8_t *out, int n, int32_t in_zp, int32_t out_zp,
                       int32_t mult, int shift);
+/* Model inputs and outputs of other integer types: uint8/int16 <-> int8. */
+void tk_requantize_u8_s8(const uint8_t *in, int8_t *out, int n, int32_t in_zp, int32_t out_zp,
+                         int32_t mult, int shift);
+void tk_requantize_s8_u8(const int8_t *in, uint8_t *out, int n, int32_t in_zp, int32_t out_zp,
+                         int32_t mult, int shift);
+void tk_requantize_s16_s8(const int16_t *in, int8_t *out, int n, int32_t in_zp, int32_t out_zp,
+                          int32_t mult, int shift);
+void tk_requantize_s8_s16(const int8_t *in, int16_t *out, int n, int32_t in_zp, int32_t out_zp,
+                          int32_t mult, int shift);
 void tk_dequantize_s8_f32(const int8_t *in, float *out, int n, double scale, int32_t zp);
 
 #ifdef __cplusplus

@@ -9,7 +9,7 @@
 #endif
 
 typedef struct {
-    uint8_t dtype;
+    int tp_type; /* the exporter's TP_TYPE_* code */
     uint8_t rank;
     int32_t dims[INFER_MAX_RANK];
     float scale;
@@ -73,7 +73,25 @@ static uint8_t *const stages[] = {
 #endif
 };
 
-int infer_init(void) { return tp_init(); }
+/* The exporter's TP_TYPE_* codes are its own public API; map each one explicitly. */
+static int protocol_dtype(int tp_type) {
+    switch (tp_type) {
+        case TP_TYPE_FLOAT32: return INFER_DTYPE_FLOAT32;
+        case TP_TYPE_INT32: return INFER_DTYPE_INT32;
+        case TP_TYPE_UINT8: return INFER_DTYPE_UINT8;
+        case TP_TYPE_INT16: return INFER_DTYPE_INT16;
+        case TP_TYPE_INT8: return INFER_DTYPE_INT8;
+        default: return -1;
+    }
+}
+
+int infer_init(void) {
+    for (int i = 0; i < COUNT(in_meta); i++)
+        if (protocol_dtype(in_meta[i].tp_type) < 0) return INFER_ERR_IO_TYPE;
+    for (int i = 0; i < COUNT(out_meta); i++)
+        if (protocol_dtype(out_meta[i].tp_type) < 0) return INFER_ERR_IO_TYPE;
+    return tp_init();
+}
 
 int infer_prepare(void) {
     for (int i = 0; i < infer_num_inputs(); i++)
@@ -90,8 +108,10 @@ uint8_t *infer_input(int i) { return i >= 0 && i < infer_num_inputs() ? stages[i
 const uint8_t *infer_output(int i) { return (const uint8_t *)tp_output(i); }
 
 static int fill(const io_meta_t *m, uint32_t bytes, infer_tensor_t *t) {
+    int dtype = protocol_dtype(m->tp_type);
+    if (dtype < 0) return -1;
     memset(t, 0, sizeof(*t));
-    t->dtype = m->dtype;
+    t->dtype = (uint8_t)dtype;
     t->rank = m->rank > INFER_MAX_RANK ? INFER_MAX_RANK : m->rank;
     memcpy(t->dims, m->dims, sizeof(int32_t) * t->rank);
     t->scale = m->scale;

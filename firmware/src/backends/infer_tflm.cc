@@ -51,10 +51,25 @@ tflite::MicroInterpreter *interp = nullptr;
 uint8_t *stages[kMaxIo];
 int n_in, n_out;
 
+/* TFLM's TfLiteType values are not the protocol's dtype codes (kTfLiteFloat32 is 1, the
+   protocol's float32 is 0): every type is mapped explicitly, anything else is refused. */
+int protocol_dtype(TfLiteType type) {
+    switch (type) {
+        case kTfLiteFloat32: return INFER_DTYPE_FLOAT32;
+        case kTfLiteInt32: return INFER_DTYPE_INT32;
+        case kTfLiteUInt8: return INFER_DTYPE_UINT8;
+        case kTfLiteInt16: return INFER_DTYPE_INT16;
+        case kTfLiteInt8: return INFER_DTYPE_INT8;
+        default: return -1;
+    }
+}
+
 int fill(const TfLiteTensor *x, infer_tensor_t *t) {
     if (x == nullptr) return -1;
+    int dtype = protocol_dtype(x->type);
+    if (dtype < 0) return -1;
     memset(t, 0, sizeof(*t));
-    t->dtype = (uint8_t)x->type;
+    t->dtype = (uint8_t)dtype;
     int rank = x->dims ? x->dims->size : 0;
     t->rank = (uint8_t)(rank > INFER_MAX_RANK ? INFER_MAX_RANK : rank);
     for (int d = 0; d < t->rank; d++) t->dims[d] = x->dims->data[d];
@@ -71,17 +86,21 @@ extern "C" {
 int infer_init(void) {
     if (interp != nullptr) return 0;
     const tflite::Model *model = tflite::GetModel(g_model_data);
-    if (model->version() != TFLITE_SCHEMA_VERSION) return 1;
+    if (model->version() != TFLITE_SCHEMA_VERSION) return INFER_ERR_SCHEMA;
     auto *resolver = new (resolver_mem) ModelOpResolver();
-    if (RegisterModelOps(*resolver) != kTfLiteOk) return 2;
+    if (RegisterModelOps(*resolver) != kTfLiteOk) return INFER_ERR_OPS;
     auto *it = new (interp_mem) tflite::MicroInterpreter(model, *resolver, arena, sizeof(arena));
-    if (it->AllocateTensors() != kTfLiteOk) return 3;  /* usually: arena too small */
+    if (it->AllocateTensors() != kTfLiteOk) return INFER_ERR_ALLOC;  /* usually: arena too small */
     int ni = (int)it->inputs_size(), no = (int)it->outputs_size();
-    if (ni > kMaxIo || no > kMaxIo) return 4;
+    if (ni > kMaxIo || no > kMaxIo) return INFER_ERR_IO_COUNT;
+    for (int i = 0; i < ni; i++)
+        if (protocol_dtype(it->input(i)->type) < 0) return INFER_ERR_IO_TYPE;
+    for (int i = 0; i < no; i++)
+        if (protocol_dtype(it->output(i)->type) < 0) return INFER_ERR_IO_TYPE;
     size_t used = 0;
     for (int i = 0; i < ni; i++) {
         size_t bytes = (it->input(i)->bytes + 15u) & ~(size_t)15u;
-        if (used + bytes > sizeof(stage)) return 5;  /* raise TINYPIPE_STAGE_BYTES */
+        if (used + bytes > sizeof(stage)) return INFER_ERR_STAGING;  /* raise TINYPIPE_STAGE_BYTES */
         stages[i] = stage + used;
         used += bytes;
     }
