@@ -37,6 +37,23 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{path}: cannot read npz ({e})") from None
 
 
+def load_samples(data: str | Path | None, samples: np.ndarray | None,
+                 labels: np.ndarray | None, limit: int | None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples to stream (from `samples`, else the .npz `data`), cut to `limit`."""
+    if samples is None:
+        if data is None:
+            raise DataError("give a data set (.npz with x[, y]) or samples")
+        samples, labels = load_npz(data)
+    x = np.asarray(samples)
+    if limit is not None:
+        x = x[:limit]
+        labels = None if labels is None else np.asarray(labels)[:limit]
+    if len(x) == 0:
+        raise DataError("no samples to run")
+    return x, labels
+
+
 def emulator_kind(spec: BoardSpec, emulator: str | None = None) -> str | None:
     """The emulator a run uses: the one asked for, else the board's own (None: real board)."""
     return emulator or spec.default_emulator
@@ -127,16 +144,7 @@ def run_hil(env: str, model: ModelArtifact | bytes | str | Path,
                           f"{', '.join(spec.emulators) or 'none'})")
     if kind is not None and flash and port is None:
         make_emulator(spec, "unbuilt.elf", kind).check_installed()  # before the slow parts
-    if samples is None:
-        if data is None:
-            raise DataError("give a data set (.npz with x[, y]) or samples")
-        samples, labels = load_npz(data)
-    x = np.asarray(samples)
-    if limit is not None:
-        x = x[:limit]
-        labels = None if labels is None else np.asarray(labels)[:limit]
-    if len(x) == 0:
-        raise DataError("no samples to run")
+    x, labels = load_samples(data, samples, labels, limit)
     if port is None and not flash:  # fail before the slow parts
         if kind is not None:
             raise DeviceError(f"{env} runs under {kind}: flash it (drop --no-flash) or pass "

@@ -25,7 +25,7 @@ from pipeline.errors import DataError, DeviceError
 from pipeline.hil import reset as R
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
-from pipeline.hil.runner import load_npz, stream
+from pipeline.hil.runner import load_samples, stream
 from pipeline.hil.stats import latency_stats, link_usage, summarize
 
 Progress = Callable[[int, int, str], None]
@@ -176,16 +176,7 @@ def run_sharded(env: str, model: bytes | str | Path, targets: list[Target],
     if batch < 1:
         raise DataError(f"batch must be at least 1 (got {batch})")
     art = ModelArtifact.load(model)
-    if samples is None:
-        if data is None:
-            raise DataError("give a data set (.npz with x[, y]) or samples")
-        samples, labels = load_npz(data)
-    x = np.asarray(samples)
-    if limit is not None:
-        x = x[:limit]
-        labels = None if labels is None else np.asarray(labels)[:limit]
-    if len(x) == 0:
-        raise DataError("no samples to run")
+    x, labels = load_samples(data, samples, labels, limit)
     say = say or (lambda _m: None)
     say("host reference (TFLM)")
     reference = run_tflm(art, [x]).outputs[0]
