@@ -191,8 +191,8 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
     else:
         call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
-    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call], scratch=scratch,
-                  overlap=_window_overlap(inp, out, (kh, kw), sp))
+    return Kernel("tk_dwconv" if depthwise else "tk_conv", ins, [op.outputs[0]], decls, [call],
+                  scratch=scratch, overlap=_window_overlap(inp, out, (kh, kw), sp))
 
 
 def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> int | None:

@@ -16,7 +16,7 @@ extern "C" {
 
 #define TK_MAX_DIMS 6
 
-/* ---- convolution family (tk_conv.c) ---- */
+/* ---- convolution (tk_conv.c) and depthwise convolution (tk_dwconv.c) ---- */
 typedef struct {
   int batches, in_h, in_w, in_c;  /* in_c: channels of the input tensor */
   int out_h, out_w, out_c;
