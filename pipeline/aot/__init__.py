@@ -94,6 +94,7 @@ def _build(g: Graph, kernels: list[tuple[int, Kernel]], prefix: str, model_hash:
 
     weight_ids = sorted({c for c in const_of.values()})
     weights, wbytes = emit.weights_source(g, weight_ids, names)
+    wbytes += sum(k.const_bytes for _, k in kernels)  # weights prepared at export time
     decls, body = emit.invoke_source(g, kernels, p, const_of, names)
     op_names = [g.ops[i].name for i, _ in kernels]
     families = sorted({k.family for _, k in kernels if k.family})

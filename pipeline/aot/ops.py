@@ -39,6 +39,7 @@ class Kernel:
     scratch: int = 0            # bytes of arena work space for this op only (@scratch@)
     scratch_tid: int = -1       # pseudo tensor id the planner gives that space (set by export)
     overlap: int | None = None  # output may overlap input 0 when in_off - out_off >= overlap
+    const_bytes: int = 0        # constants the decls hold (weights prepared at export time)
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -168,31 +169,71 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         if opt_dm not in (0, dm):
             raise Unsupported(f"with depth_multiplier {opt_dm} != {oc}/{ic}")
         filter_in_c = 1
+        # Rows of output channels: [oc][kh * kw].
+        rows = np.asarray(filt.data).reshape(kh * kw, oc).T
     else:
         fo, kh, kw, filter_in_c = filt.shape
         if fo != oc or ic % filter_in_c or oc % (ic // filter_in_c):
             raise Unsupported(f"with filter {filt.shape} for input {inp.shape}")
+        rows = np.asarray(filt.data).reshape(oc, -1)
     act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
     mults, shifts = _channel_multipliers(inp, filt, out, oc)
+    b_vals = (np.asarray(bias.data, dtype=np.int64) if bias is not None
+              else np.zeros(oc, dtype=np.int64))
+    own_bias = _constant_channels(rows, b_vals, mults, shifts, out.zero_point, act_min, act_max)
+    # A depthwise layer over one input channel is a convolution with the filter transposed.
+    as_conv = depthwise and ic == 1
     sp = _spatial(op, inp, out, kh, kw)
-    scratch, scratch_n = _conv_scratch(depthwise, kh * kw, ic, filter_in_c, oc, oh * ow, dm
-                                       if depthwise else 1)
+    scratch, scratch_n = _conv_scratch(depthwise and not as_conv, kh * kw, ic, filter_in_c, oc,
+                                       oh * ow, dm if depthwise else 1)
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
                 mult="@op@mult", shift="@op@shift",
                 scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n,
-                small_acc=int(_small_acc(filt, bias, oc)))
+                small_acc=int(_small_acc(rows, b_vals)))
     decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
              _conv_struct("@op@p", dims)]
-    ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
-    b = "@in2@" if bias is not None else "NULL"
-    if depthwise:
-        call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
+    ins, const_bytes = [op.inputs[0]], 0
+    if as_conv:
+        decls.insert(0, _c_array("int8_t", "@op@filter", rows))
+        w, const_bytes = "@op@filter", rows.size
     else:
-        call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
-    return Kernel("tk_dwconv" if depthwise else "tk_conv", ins, [op.outputs[0]], decls, [call],
-                  scratch=scratch, overlap=_window_overlap(inp, out, (kh, kw), sp))
+        ins.append(op.inputs[1])
+        w = "@in1@"
+    if own_bias:
+        decls.insert(0, _c_array("int32_t", "@op@bias", b_vals))
+        b, const_bytes = "@op@bias", const_bytes + 4 * oc
+    elif bias is not None:
+        ins.append(op.inputs[2])
+        b = f"@in{len(ins) - 1}@"
+    else:
+        b = "NULL"
+    if depthwise and not as_conv:
+        call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, {w}, {b}, @out0@);"
+    else:
+        call = f"tk_conv2d_s8(&@op@p, @in0@, {w}, {b}, @out0@);"
+    return Kernel("tk_dwconv" if depthwise and not as_conv else "tk_conv", ins, [op.outputs[0]],
+                  decls, [call], scratch=scratch, const_bytes=const_bytes,
+                  overlap=_window_overlap(inp, out, (kh, kw), sp))
+
+
+def _constant_channels(rows: np.ndarray, bias: np.ndarray, mults: list, shifts: list,
+                       out_zp: int, act_min: int, act_max: int) -> bool:
+    """Give channels whose weights are all zero an equivalent in-range requantization.
+
+    Such a channel outputs the constant clamp(mbqm(bias) + out_zp) whatever the input; trained
+    models leave them with biases near 2^30 and scales near 1e-9, outside the DSP kernels' fast
+    requantization. Multiplier 2^30 with shift -1 maps 4 * d exactly to d, so bias 4 * (v -
+    out_zp) yields the same v. Edits mults, shifts and bias in place; True if any changed.
+    """
+    changed = False
+    for c in np.flatnonzero(~rows.any(axis=1)):
+        v = min(max(mbqm(int(bias[c]), mults[c], shifts[c]) + out_zp, act_min), act_max)
+        if (mults[c], shifts[c], int(bias[c])) != (1 << 30, -1, 4 * (v - out_zp)):
+            mults[c], shifts[c], bias[c] = 1 << 30, -1, 4 * (v - out_zp)
+            changed = True
+    return changed
 
 
 def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> int | None:
@@ -207,13 +248,12 @@ def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> i
 DW_MAX_TAPS = 16
 
 
-def _small_acc(filt: Tensor, bias: Tensor | None, oc: int) -> bool:
+def _small_acc(rows: np.ndarray, bias: np.ndarray) -> bool:
     """Whether every accumulator stays below 2^30 in magnitude: |bias| + 255 * sum|w| (inputs
-    plus offset lie in [-255, 255]), which lets the DSP kernels requantize with SMMULR."""
-    w = np.abs(np.asarray(filt.data, dtype=np.int64))
-    per_oc = w.reshape(oc, -1).sum(axis=1) if filt.shape[0] == oc else w.reshape(-1, oc).sum(0)
-    b = np.abs(np.asarray(bias.data, dtype=np.int64)) if bias is not None else 0
-    return bool(np.all(b + 255 * per_oc < (1 << 30)))
+    plus offset lie in [-255, 255]), which lets the DSP kernels requantize with SMMULR.
+    `rows` holds the weights of one output channel per row."""
+    per_oc = np.abs(rows.astype(np.int64)).sum(axis=1)
+    return bool(np.all(np.abs(bias) + 255 * per_oc < (1 << 30)))
 
 
 def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int, npx: int,

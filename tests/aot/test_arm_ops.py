@@ -50,6 +50,10 @@ CASES = {
     "dw5x5_valid": lambda k: _dw(k, (9, 9, 4), kernel_size=5, use_bias=False),
     "dw3x3_dm2": lambda k: _dw(k, (6, 6, 3), kernel_size=3, depth_multiplier=2,
                                padding="same"),
+    "dw3x3_in1_dm8_s2": lambda k: _dw(k, (13, 12, 1), kernel_size=3, strides=2,
+                                      depth_multiplier=8),
+    "dw3x3_in1_dm6_same": lambda k: _dw(k, (7, 9, 1), kernel_size=3, depth_multiplier=6,
+                                        padding="same", activation="relu"),
 }
 
 
@@ -133,3 +137,54 @@ def test_wide_accumulators_dsp_m4_m7(keras, tmp_path, op):
 
     check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=4)
     assert ".small_acc = 0" in (tmp_path / "gen" / "tp_model.c").read_text()
+
+
+def test_depthwise_one_input_channel_is_a_conv(keras, tmp_path):
+    """A depthwise layer over one input channel is exported as a convolution (filter
+    transposed at export time), the same size in flash."""
+    from pipeline.aot import export_aot
+
+    rng = np.random.default_rng(21)
+    b = convert(CASES["dw3x3_in1_dm8_s2"](keras)(), rng.normal(size=(16, 13, 12, 1)))
+    res = export_aot(b, tmp_path / "gen")
+    src = (tmp_path / "gen" / "tp_model.c").read_text()
+    assert "tk_conv2d_s8(" in src and "tk_depthwise_conv2d_s8(" not in src
+    assert res.kernels == ["tk_conv"]
+    assert res.weights_bytes == 8 * 9 + 8 * 4
+
+
+@pytest.mark.parametrize("op", ["conv", "dw"])
+def test_constant_channels_dsp_m4_m7(keras, tmp_path, op):
+    """Channels with all-zero weights, biases near +-2^30 and filter scales near 1e-9 (what
+    training leaves in pruned channels): the exporter gives them an equivalent in-range
+    requantization, so the layer keeps the fast path and stays exact."""
+    shape = (6, 5, 16)
+    build = (_conv(keras, shape, filters=12, kernel_size=1, activation="relu6") if op == "conv"
+             else _dw(keras, shape, kernel_size=3, padding="same"))
+    rng = np.random.default_rng(17)
+    base = convert(build(), rng.normal(size=(16, *shape)).astype(np.float32))
+    dead = [0, 3, 4, 9, 11]
+
+    def edit(m):
+        sg = m.subgraphs[0]
+        o = sg.operators[-1]
+        ft, bt = sg.tensors[o.inputs[1]], sg.tensors[o.inputs[2]]
+        fbuf, bbuf = m.buffers[ft.buffer], m.buffers[bt.buffer]
+        w = np.frombuffer(bytes(fbuf.data), np.int8).copy().reshape(ft.shape)
+        bias = np.frombuffer(bytes(bbuf.data), np.int32).copy()
+        scales = np.asarray(ft.quantization.scale, np.float32).copy()
+        for j, c in enumerate(dead):
+            if op == "conv":
+                w[c] = 0
+            else:
+                w[..., c] = 0
+            # Shifts from -26 to beyond -31 (multiplier 0), biases on both sides of +-2^30.
+            scales[c] = [4e-9, 1e-8, 3e-10, 1e-13, 2e-9][j]
+            bias[c] = [1 << 30, -(1 << 30), (1 << 30) - 64, -(1 << 30) - 128, 12345][j]
+        fbuf.data = np.frombuffer(w.tobytes(), np.uint8)
+        bbuf.data = np.frombuffer(bias.tobytes(), np.uint8)
+        ft.quantization.scale = [float(x) for x in scales]
+
+    check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=6)
+    src = (tmp_path / "gen" / "tp_model.c").read_text()
+    assert ".small_acc = 1" in src and "tp_op0_bias" in src
