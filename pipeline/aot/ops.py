@@ -40,6 +40,8 @@ class Kernel:
     scratch_tid: int = -1       # pseudo tensor id the planner gives that space (set by export)
     overlap: int | None = None  # output may overlap input 0 when in_off - out_off >= overlap
     const_bytes: int = 0        # constants the decls hold (weights prepared at export time)
+    # smaller work spaces the op can run with (bytes, decls), largest first
+    scratch_alts: list[tuple[int, list[str]]] = field(default_factory=list)
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -184,16 +186,20 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     # A depthwise layer over one input channel is a convolution with the filter transposed.
     as_conv = depthwise and ic == 1
     sp = _spatial(op, inp, out, kh, kw)
-    scratch, scratch_n = _conv_scratch(depthwise and not as_conv, kh * kw, ic, filter_in_c, oc,
-                                       oh * ow, dm if depthwise else 1)
+    scratch, scratch_n, mode = _conv_scratch(depthwise and not as_conv, kh * kw, ic, filter_in_c,
+                                             oc, oh * ow, dm if depthwise else 1)
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
                 mult="@op@mult", shift="@op@shift",
                 scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n,
-                small_acc=int(_small_acc(rows, b_vals)))
-    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
-             _conv_struct("@op@p", dims)]
+                small_acc=int(_small_acc(rows, b_vals)), scratch_mode=mode)
+    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts)]
+    alts = []
+    if scratch and (not depthwise or as_conv):
+        alts = [(n, _conv_struct("@op@p", {**dims, "scratch_px": px, "scratch_mode": m}))
+                for n, px, m in _conv_plans(kh * kw * ic, oc, oh * ow)[1:]]
+    decls.append(_conv_struct("@op@p", dims))
     ins, const_bytes = [op.inputs[0]], 0
     if as_conv:
         decls.insert(0, _c_array("int8_t", "@op@filter", rows))
@@ -215,6 +221,7 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         call = f"tk_conv2d_s8(&@op@p, @in0@, {w}, {b}, @out0@);"
     return Kernel("tk_dwconv" if depthwise and not as_conv else "tk_conv", ins, [op.outputs[0]],
                   decls, [call], scratch=scratch, const_bytes=const_bytes,
+                  scratch_alts=[(n, decls[:-1] + [d]) for n, d in alts],
                   overlap=_window_overlap(inp, out, (kh, kw), sp))
 
 
@@ -256,22 +263,77 @@ def _small_acc(rows: np.ndarray, bias: np.ndarray) -> bool:
     return bool(np.all(np.abs(bias) + 255 * per_oc < (1 << 30)))
 
 
+# Largest work space the DSP convolution takes for its int16 weights and patches.
+CONV_SCRATCH_CAP = 12288
+
+
 def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int, npx: int,
-                  dm: int) -> tuple[int, int]:
-    """Work space of the DSP kernels (bytes) and its size field (pixels per block or words)."""
+                  dm: int) -> tuple[int, int, int]:
+    """Work space of the DSP kernels (bytes) and its size and mode fields."""
     if depthwise:
         if dm != 1 or taps > DW_MAX_TAPS:
-            return 0, 0
+            return 0, 0, 0
         # per channel bias/mult/rounding/shift, int16 weights of every tap, zero-point row of
         # three pixels
         words = 4 * oc + (taps * oc + 1) // 2 + (3 * oc + 3) // 4
-        return 4 * words, words
+        return 4 * words, words, 0
     if filter_in_c != ic:
-        return 0, 0
-    kp = (taps * ic + 3) // 4 * 4
-    # per output channel 28 bytes of requantization constants, int16 patches of four pixels,
-    # then one int8 patch
-    return 28 * oc + 9 * kp, 4
+        return 0, 0, 0
+    return _conv_plans(taps * ic, oc, npx)[0]
+
+
+CONV_B4, CONV_C2_PAIR, CONV_C2_ALL = 0, 1, 2  # scratch_mode of the DSP convolution
+
+
+def _conv_options(k: int, oc: int, npx: int) -> list[tuple[int, int, int, int]]:
+    """Every way the DSP convolution can use a work space: (estimated instructions, bytes,
+    scratch_px, scratch_mode) (tk_conv_dsp.c).
+
+    - CONV_B4: per channel 28 bytes, four int16 patches (scratch_px 4) and one int8 patch; the
+      kernel reads int8 weights.
+    - CONV_C2_ALL / CONV_C2_PAIR: the int16 weight buffers of every channel pair (40 + 16 *
+      groups bytes each, groups = k / 4 rounded up) or of one pair, widened again for each
+      band; the int16 patches of a band of scratch_px pixels (even, 16 * groups bytes per
+      pixel pair); one int8 patch and 2 spare bytes per weight buffer.
+    """
+    kp = (k + 3) // 4 * 4
+    groups = kp // 4
+    pair = 40 + 16 * groups
+    pairs = (oc + 1) // 2
+    # Estimated instructions, fitted to layers measured on QEMU: per asm block of 2 x 2 outputs
+    # (longer rows run the unrolled body in chunks of 32 groups), patches per pixel, widening
+    # one pair's weights (with its call), calls per band; conv_b4 per channel and four pixels.
+    chunks = -(-groups // 32)
+    block = 10 * groups + 31 + (5 * chunks if chunks > 1 else 0)
+    blocks = (npx + 1) // 2 * pairs * block + npx * (4 * groups + 30)
+    options = [(-(-npx // 4) * oc * (13 * groups + 44) + npx * (6 * groups + 40),
+                28 * oc + 9 * kp, 4, CONV_B4)]
+    for band in range(2, npx + (npx & 1) + 1, 2):
+        bands = -(-npx // band)
+        patches = band // 2 * 16 * groups + kp
+        options.append((blocks + pairs * (13 * groups + 120) + bands * (50 + 15 * pairs),
+                        pairs * pair + patches + (2 * pairs + 3) // 4 * 4, band, CONV_C2_ALL))
+        options.append((blocks + bands * pairs * (13 * groups + 170), pair + patches + 4, band,
+                        CONV_C2_PAIR))
+    return options
+
+
+def _conv_plans(k: int, oc: int, npx: int) -> list[tuple[int, int, int]]:
+    """Work space choices of the DSP convolution, (bytes, scratch_px, scratch_mode), largest
+    first: the fewest estimated instructions within CONV_SCRATCH_CAP (less memory when within
+    2 %); then, for when the arena has no room for it, the smaller ones that are faster than
+    any still smaller one and not slower than CONV_B4 (so the smallest choice takes no more
+    memory than CONV_B4 and is not slower)."""
+    options = _conv_options(k, oc, npx)
+    fits = [o for o in options if o[1] <= CONV_SCRATCH_CAP] or options
+    best = min(o[0] for o in fits)
+    first = min((o for o in fits if o[0] <= best * 1.02), key=lambda o: (o[1], o[0]))
+    plans, fastest = [], options[0][0] + 1
+    for o in sorted(fits, key=lambda o: (o[1], o[0])):
+        if o[1] < first[1] and o[0] < fastest:
+            plans.append(o[1:])
+            fastest = o[0]
+    return [first[1:]] + plans[::-1]
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

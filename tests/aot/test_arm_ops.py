@@ -188,3 +188,48 @@ def test_constant_channels_dsp_m4_m7(keras, tmp_path, op):
     check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=6)
     src = (tmp_path / "gen" / "tp_model.c").read_text()
     assert ".small_acc = 1" in src and "tp_op0_bias" in src
+
+
+ORDER_CASES = {
+    # k = 160 (two chunks of the unrolled body), odd pixel count, ReLU6 range
+    "pw_k160_relu6": lambda k: _conv(k, (5, 3, 160), filters=10, kernel_size=1,
+                                     activation="relu6"),
+    # k = 216 (not a multiple of 32 groups), odd output channels, padding, stride 2
+    "conv3x3_k216_s2": lambda k: _conv(k, (9, 7, 24), filters=7, kernel_size=3, strides=2,
+                                       padding="same"),
+    # 3x3 over 3 channels (the stem path), windows with padded columns and rows
+    "conv3x3_rgb_same": lambda k: _conv(k, (11, 10, 3), filters=6, kernel_size=3,
+                                        padding="same", activation="relu"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORDER_CASES))
+def test_conv_orders_dsp_m4_m7(keras, tmp_path, case):
+    """Every way the DSP convolution can use its work space on the same layer: int16 weights of
+    all channel pairs or of one pair per band, bands of several sizes, and int8 four-pixel
+    blocks (the exported choice rewritten in the generated code, with a work space of its
+    own)."""
+    import re
+
+    from pipeline.aot.ops import CONV_B4, CONV_C2_ALL, CONV_C2_PAIR
+
+    rng = np.random.default_rng(30 + sorted(ORDER_CASES).index(case))
+    model = ORDER_CASES[case](keras)()
+    shape = tuple(model.inputs[0].shape[1:])
+    b = convert(model, rng.normal(size=(16, *shape)).astype(np.float32))
+    _, ref, _ = check_arm_bit_exact(b, tmp_path / "exported", n=N, seed=5)
+    assert any(len(np.unique(o)) > 2 for o in ref.outputs)
+    out = model.outputs[0].shape
+    npx = out[1] * out[2]
+    for px, mode in [(4, CONV_B4), (2, CONV_C2_ALL), (6, CONV_C2_ALL), (4, CONV_C2_PAIR),
+                     (npx + (npx & 1), CONV_C2_PAIR), (npx + (npx & 1), CONV_C2_ALL)]:
+        def edit(text, px=px, mode=mode):
+            text = text.replace("static const tk_conv_params tp_op0_p",
+                                "static int32_t tp_test_scratch[16384];\n"
+                                "static const tk_conv_params tp_op0_p")
+            text = re.sub(r"\.scratch = \(int32_t \*\)\(tp_arena \+ \d+\)",
+                          ".scratch = tp_test_scratch", text)
+            text = re.sub(r"\.scratch_px = \d+", f".scratch_px = {px}", text)
+            return re.sub(r"\.scratch_mode = \d+", f".scratch_mode = {mode}", text)
+        check_arm_bit_exact(b, tmp_path / f"m{mode}_b{px}", n=N, seed=5, edit=edit)
+        assert "tp_test_scratch" in (tmp_path / f"m{mode}_b{px}" / "gen" / "tp_model.c").read_text()
