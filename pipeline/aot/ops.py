@@ -188,6 +188,14 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     sp = _spatial(op, inp, out, kh, kw)
     scratch, scratch_n, mode = _conv_scratch(depthwise and not as_conv, kh * kw, ic, filter_in_c,
                                              oc, oh * ow, dm if depthwise else 1)
+    dw_alt = None
+    if depthwise and not as_conv and scratch and (act_min, act_max) == (-128, 127):
+        row_words = _dw_rows_words(kh, kw, oc, ow, sp)
+        if row_words:
+            # The row kernel; its work space also fits the per-pixel kernel (the fallback).
+            dw_alt = (scratch, scratch_n)
+            scratch_n, mode = max(row_words, scratch_n), DW_ROWS
+            scratch = 4 * scratch_n
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
@@ -199,6 +207,9 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     if scratch and (not depthwise or as_conv):
         alts = [(n, _conv_struct("@op@p", {**dims, "scratch_px": px, "scratch_mode": m}))
                 for n, px, m in _conv_plans(kh * kw * ic, oc, oh * ow)[1:]]
+    elif dw_alt:
+        alts = [(dw_alt[0], _conv_struct("@op@p", {**dims, "scratch_px": dw_alt[1],
+                                                   "scratch_mode": 0}))]
     decls.append(_conv_struct("@op@p", dims))
     ins, const_bytes = [op.inputs[0]], 0
     if as_conv:
@@ -283,6 +294,17 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
 
 
 CONV_B4, CONV_C2_PAIR, CONV_C2_ALL = 0, 1, 2  # scratch_mode of the DSP convolution
+DW_ROWS = 1  # scratch_mode of the DSP depthwise row kernel (0: per pixel)
+
+
+def _dw_rows_words(kh: int, kw: int, oc: int, ow: int, sp: dict) -> int:
+    """Work space words of the DSP depthwise row kernel (tk_dwconv_dsp.c, dw_rows), 0 if it
+    does not take the layer: 11 words of table per channel, three widened input rows and a zero
+    row of pair words (ceil(ow / 2) + 1 pair positions), 2 * oc bytes."""
+    if ((kh, kw) != (3, 3) or oc % 4 or sp["dil_h"] != 1 or sp["dil_w"] != 1
+            or sp["stride_w"] != 1):
+        return 0
+    return 11 * oc + 4 * ((ow + 1) // 2 + 1) * oc + oc // 2
 
 
 def _conv_options(k: int, oc: int, npx: int) -> list[tuple[int, int, int, int]]:

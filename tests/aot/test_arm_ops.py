@@ -50,6 +50,12 @@ CASES = {
     "dw5x5_valid": lambda k: _dw(k, (9, 9, 4), kernel_size=5, use_bias=False),
     "dw3x3_dm2": lambda k: _dw(k, (6, 6, 3), kernel_size=3, depth_multiplier=2,
                                padding="same"),
+    # depthwise row kernel (stride 1 along x, range [-128, 127]): even and odd widths, VALID
+    # and SAME, stride 2 along y
+    "dw3x3_rows_c12_valid": lambda k: _dw(k, (7, 10, 12), kernel_size=3),
+    "dw3x3_rows_c20_odd": lambda k: _dw(k, (6, 9, 20), kernel_size=3, padding="same"),
+    "dw3x3_rows_s21_c8": lambda k: _dw(k, (9, 6, 8), kernel_size=3, strides=(2, 1),
+                                       padding="same"),
     "dw3x3_in1_dm8_s2": lambda k: _dw(k, (13, 12, 1), kernel_size=3, strides=2,
                                       depth_multiplier=8),
     "dw3x3_in1_dm6_same": lambda k: _dw(k, (7, 9, 1), kernel_size=3, depth_multiplier=6,
@@ -66,6 +72,47 @@ def test_op_dsp_m4_m7(keras, tmp_path, case):
     b = convert(model, rep)
     _, ref, _ = check_arm_bit_exact(b, tmp_path, n=N, seed=1)
     assert any(len(np.unique(o)) > 2 for o in ref.outputs)
+    if "_rows_" in case:
+        # A one-op model's arena has no room for the row kernel's work space, so it runs the
+        # per-pixel kernel; run the row kernel too, on a work space of its own.
+        f = _fast_path_fields((tmp_path / "gen" / "tp_model.c").read_text())
+        assert f["stride_w"] == 1 and f["out_c"] % 4 == 0 and (f["act_min"], f["act_max"]) == (
+            -128, 127)
+        check_arm_bit_exact(b, tmp_path / "rows", n=N, seed=1,
+                            edit=_own_scratch(32768, ".scratch_px = 32768", ".scratch_mode = 1"))
+
+
+def _fast_path_fields(src: str) -> dict:
+    """Op 0's parameters, after checking that its quantization takes the DSP fast paths
+    (small accumulators, every channel's multiplier and shift accepted by tk_rq)."""
+    import re
+
+    body = re.search(r"tk_conv_params tp_op0_p = \{\.(.*)\};", src).group(1)
+    f = {k: v for k, v in (kv.split(" = ") for kv in body.split(", ."))}
+    shifts = re.search(r"tp_op0_shift\[\d+\] = \{(.*?)\}", src).group(1).split(", ")
+    mults = re.search(r"tp_op0_mult\[\d+\] = \{(.*?)\}", src).group(1).split(", ")
+    assert f["small_acc"] == "1"
+    assert all(-22 <= int(x) <= -1 for x in shifts) and all(int(m) >= 0 for m in mults)
+    return {k: int(v) for k, v in f.items() if re.fullmatch(r"-?\d+", v)}
+
+
+def _own_scratch(words: int, *fields: str):
+    """Edit of the generated code: op 0 works in a static buffer of its own, with `fields`
+    (".name = value") replacing the exported ones."""
+    import re
+
+    def edit(text: str) -> str:
+        assert "tp_op0_p = " in text
+        text = text.replace("static const tk_conv_params tp_op0_p",
+                            f"static int32_t tp_test_scratch[{words}];\n"
+                            "static const tk_conv_params tp_op0_p")
+        text = re.sub(r"\.scratch = \(int32_t \*\)\(tp_arena \+ \d+\)",
+                      ".scratch = tp_test_scratch", text)
+        for f in fields:
+            name = f.split(" = ")[0]
+            text = re.sub(re.escape(name) + r" = -?\d+", f, text)
+        return text
+    return edit
 
 
 @pytest.mark.parametrize("op", ["conv", "dw"])
@@ -209,8 +256,6 @@ def test_conv_orders_dsp_m4_m7(keras, tmp_path, case):
     all channel pairs or of one pair per band, bands of several sizes, and int8 four-pixel
     blocks (the exported choice rewritten in the generated code, with a work space of its
     own)."""
-    import re
-
     from pipeline.aot.ops import CONV_B4, CONV_C2_ALL, CONV_C2_PAIR
 
     rng = np.random.default_rng(30 + sorted(ORDER_CASES).index(case))
@@ -219,17 +264,10 @@ def test_conv_orders_dsp_m4_m7(keras, tmp_path, case):
     b = convert(model, rng.normal(size=(16, *shape)).astype(np.float32))
     _, ref, _ = check_arm_bit_exact(b, tmp_path / "exported", n=N, seed=5)
     assert any(len(np.unique(o)) > 2 for o in ref.outputs)
-    out = model.outputs[0].shape
-    npx = out[1] * out[2]
+    f = _fast_path_fields((tmp_path / "exported" / "gen" / "tp_model.c").read_text())
+    npx = f["out_h"] * f["out_w"]
     for px, mode in [(4, CONV_B4), (2, CONV_C2_ALL), (6, CONV_C2_ALL), (4, CONV_C2_PAIR),
                      (npx + (npx & 1), CONV_C2_PAIR), (npx + (npx & 1), CONV_C2_ALL)]:
-        def edit(text, px=px, mode=mode):
-            text = text.replace("static const tk_conv_params tp_op0_p",
-                                "static int32_t tp_test_scratch[16384];\n"
-                                "static const tk_conv_params tp_op0_p")
-            text = re.sub(r"\.scratch = \(int32_t \*\)\(tp_arena \+ \d+\)",
-                          ".scratch = tp_test_scratch", text)
-            text = re.sub(r"\.scratch_px = \d+", f".scratch_px = {px}", text)
-            return re.sub(r"\.scratch_mode = \d+", f".scratch_mode = {mode}", text)
+        edit = _own_scratch(16384, f".scratch_px = {px}", f".scratch_mode = {mode}")
         check_arm_bit_exact(b, tmp_path / f"m{mode}_b{px}", n=N, seed=5, edit=edit)
         assert "tp_test_scratch" in (tmp_path / f"m{mode}_b{px}" / "gen" / "tp_model.c").read_text()

@@ -12,6 +12,7 @@
 #if TK_DSP
 
 #define TK_DW_MAX_TAPS 16
+#define TK_DW_ROWS 1 /* scratch_mode of dw_rows */
 
 /* ---- Groups of four channels with prepared weights (every channel accepted by tk_rq) ----
  *
@@ -330,6 +331,254 @@ __attribute__((noinline)) static void dw_pixel(const tk_conv_params *p, const in
   }
 }
 
+/* ---- 3x3, stride 1 along x: rows of int16 pair words (scratch_mode TK_DW_ROWS) ----
+ *
+ * Every input row that a window needs is widened once into a ring of three rows (the slot of
+ * row y is y mod 3) of pair words: per pair position q and channel c the word (x[2q] + off,
+ * x[2q + 1] + off), padded columns 0, so one word holds two taps of a window row. Per channel
+ * the table holds 2 * bias twice, the doubled weight pairs A_k = (w_k0, w_k1) and B_k = (w_k1,
+ * w_k2) of each window row k, and the tk_rq constants. Outputs 2j and 2j + 1 of a channel then
+ * take per window row the words P_j, P_j+1 and four multiplies: o0 += SMLAD(P_j, A) +
+ * SMLABT(P_j+1, B), o1 += SMLATB(P_j, A) + SMLAD(P_j+1, B). One asm call per output row runs
+ * all pairs of outputs, channels inner (34 instructions per two outputs with requantization
+ * and stores). The ring holds copies, so the input is only read while widening the rows of the
+ * output row about to be written. Activation range [-128, 127] only (SSAT). (At stride 2 the
+ * widening of four input values per output costs what the pairs save; those layers keep the
+ * per-pixel kernel.) */
+#define TK_DWH_TW 11 /* table words per channel */
+
+typedef struct {
+  const tk_w32 *p0, *p1, *p2; /* the three window rows at the first pair, channel 0 */
+  const int32_t *t;           /* channel table */
+  int8_t *o;                  /* output of the first pixel, channel 0 */
+  int32_t c_n;                /* channels */
+  int32_t o1;                 /* bytes from the first to the second output of a pair */
+  int32_t pairs;              /* output pairs */
+} tk_dwh_row;
+#define TK_DWH_CN 20
+#define TK_DWH_O1 24
+#define TK_DWH_PAIRS 28
+_Static_assert(offsetof(tk_dwh_row, p0) == 0 && offsetof(tk_dwh_row, p1) == 4 &&
+                   offsetof(tk_dwh_row, p2) == 8 && offsetof(tk_dwh_row, t) == 12 &&
+                   offsetof(tk_dwh_row, o) == 16,
+               "asm: ldm {p0, p1, p2, t, o} at the start");
+_Static_assert(offsetof(tk_dwh_row, c_n) == TK_DWH_CN, "asm: c_n");
+_Static_assert(offsetof(tk_dwh_row, o1) == TK_DWH_O1, "asm: o1");
+_Static_assert(offsetof(tk_dwh_row, pairs) == TK_DWH_PAIRS, "asm: pairs");
+
+/* The table row of a channel as the asm reads it: one LDM of (2b, 2b, A0, B0), two LDRD of
+ * (A_k, B_k), one LDM of the tk_rq constants. */
+typedef struct {
+  int32_t bias2[2];
+  int32_t ab[3][2];
+  int32_t mult, add, right;
+} tk_dwh_ch;
+_Static_assert(sizeof(tk_dwh_ch) == 4 * TK_DWH_TW && offsetof(tk_dwh_ch, ab) == 8 &&
+                   offsetof(tk_dwh_ch, mult) == 32 && offsetof(tk_dwh_ch, add) == 36 &&
+                   offsetof(tk_dwh_ch, right) == 40,
+               "table row layout read by the asm");
+
+/* Locals: table start, pairs left, c_n. */
+#define TK_DWH_FRAME 16
+#define TK_DWH_T0 0
+#define TK_DWH_LEFT 4
+#define TK_DWH_C 8
+#define TK_DWH_SP(off) "[sp, #" TK_STR(off) "]"
+
+/* One window row (pr) for both outputs: r0, r1 accumulators; r2, r3: A, B; r4, r5: words;
+ * r12 = 4 * c_n - 4 reaches P_j+1 after the post-increment. */
+#define TK_DWH_MAC(pr)                   \
+  "ldr r4, [" pr "], #4\n\t"             \
+  "ldr r5, [" pr ", r12]\n\t"            \
+  "smlad r0, r4, r2, r0\n\t"             \
+  "smlabt r0, r5, r3, r0\n\t"            \
+  "smlatb r1, r4, r2, r1\n\t"            \
+  "smlad r1, r5, r3, r1\n\t"
+#define TK_DWH_RQ(r) TK_RQ_ASM("r5", r, "r2", "r3", "r4") "ssat " r ", #8, r5\n\t"
+
+/* All output pairs of a row (a->pairs), channels inner: r6..r8 window rows, r9 table, r10
+ * output, r11 = a->o1, lr counts the channels. */
+void tk_dwh1(const tk_dwh_row *a);
+__asm(".pushsection .text.tk_dwh1,\"ax\",%progbits\n\t"
+      ".syntax unified\n\t"
+      ".thumb\n\t"
+      ".align 2\n\t"
+      ".global tk_dwh1\n\t"
+      ".thumb_func\n\t"
+      ".type tk_dwh1, %function\n"
+      "tk_dwh1:\n\t"
+      "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+      "sub sp, sp, #" TK_STR(TK_DWH_FRAME) "\n\t"
+      "ldm r0, {r6, r7, r8, r9, r10}\n\t"
+      "ldr r11, [r0, #" TK_STR(TK_DWH_O1) "]\n\t"
+      "ldr r12, [r0, #" TK_STR(TK_DWH_CN) "]\n\t"
+      "ldr r1, [r0, #" TK_STR(TK_DWH_PAIRS) "]\n\t"
+      "str r9, " TK_DWH_SP(TK_DWH_T0) "\n\t"
+      "str r1, " TK_DWH_SP(TK_DWH_LEFT) "\n\t"
+      "str r12, " TK_DWH_SP(TK_DWH_C) "\n\t"
+      "mov lr, r12\n\t"
+      "lsl r12, r12, #2\n\t"
+      "sub r12, r12, #4\n"
+      "1:\n\t"
+      "ldm r9!, {r0, r1, r2, r3}\n\t"
+      TK_DWH_MAC("r6")
+      "ldrd r2, r3, [r9], #8\n\t"
+      TK_DWH_MAC("r7")
+      "ldrd r2, r3, [r9], #8\n\t"
+      TK_DWH_MAC("r8")
+      "ldm r9!, {r2, r3, r4}\n\t"
+      TK_DWH_RQ("r0") TK_DWH_RQ("r1")
+      "strb r1, [r10, r11]\n\t"
+      "strb r0, [r10], #1\n\t"
+      "subs lr, lr, #1\n\t"
+      "bne 1b\n\t"
+      /* Next pair: the rows moved on by one pair position, the output by one pixel. */
+      "ldr r9, " TK_DWH_SP(TK_DWH_T0) "\n\t"
+      "ldr lr, " TK_DWH_SP(TK_DWH_C) "\n\t"
+      "add r10, r10, lr\n\t"
+      "ldr r0, " TK_DWH_SP(TK_DWH_LEFT) "\n\t"
+      "subs r0, r0, #1\n\t"
+      "str r0, " TK_DWH_SP(TK_DWH_LEFT) "\n\t"
+      "bne 1b\n\t"
+      "add sp, sp, #" TK_STR(TK_DWH_FRAME) "\n\t"
+      "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
+      ".size tk_dwh1, . - tk_dwh1\n\t"
+      ".popsection\n");
+#undef TK_DWH_MAC
+#undef TK_DWH_RQ
+
+/* The four channels' pair words of input pixels u (first) and v (second): STM order c0..c3. */
+__attribute__((noinline)) static void dwh_widen4(const int8_t *s0, const int8_t *s1, int n4,
+                                                 uint32_t o, tk_w32 *dst) {
+  register uint32_t a __asm("r4"), b __asm("r5"), c __asm("r6"), d __asm("r7");
+  uint32_t u, v;
+  __asm volatile(
+      "1:\n\t"
+      "ldr %[u], [%[s0]], #4\n\t"
+      "ldr %[v], [%[s1]], #4\n\t"
+      "sxtab16 %[c], %[o], %[u]\n\t"          /* (c0, c2) of the first pixel */
+      "sxtab16 %[d], %[o], %[u], ror #8\n\t"  /* (c1, c3) */
+      "sxtab16 %[u], %[o], %[v]\n\t"
+      "sxtab16 %[v], %[o], %[v], ror #8\n\t"
+      "pkhbt %[a], %[c], %[u], lsl #16\n\t"   /* (c0, c0') */
+      "pkhbt %[b], %[d], %[v], lsl #16\n\t"   /* (c1, c1') */
+      "pkhtb %[c], %[u], %[c], asr #16\n\t"   /* (c2, c2') */
+      "pkhtb %[d], %[v], %[d], asr #16\n\t"   /* (c3, c3') */
+      "stm %[dst]!, {%[a], %[b], %[c], %[d]}\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n"
+      : [s0] "+r"(s0), [s1] "+r"(s1), [dst] "+r"(dst), [n] "+r"(n4), [u] "=&r"(u),
+        [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d)
+      : [o] "r"(o)
+      : "cc", "memory");
+}
+
+/* Input row `row` widened into npos pair positions of c_n words; padded columns read zpr (c_n
+ * zero-point bytes, which widen to 0). */
+static void dwh_row(const int8_t *row, int in_w, int pad, int npos, int c_n, const int8_t *zpr,
+                    uint32_t o, tk_w32 *dst) {
+  int q;
+  for (q = 0; q < npos; ++q, dst += c_n) {
+    const int x0 = 2 * q - pad, x1 = x0 + 1;
+    dwh_widen4(x0 >= 0 && x0 < in_w ? row + (long)x0 * c_n : zpr,
+               x1 >= 0 && x1 < in_w ? row + (long)x1 * c_n : zpr, c_n >> 2, o, dst);
+  }
+}
+
+/* Pair positions of a widened row: the output pairs and one more. */
+static inline int dwh_npos(int out_w) { return ((out_w + 1) >> 1) + 1; }
+
+/* Words of work space: the table, three ring rows and a zero row, c_n bytes of zero points and
+ * c_n spare bytes. */
+static inline long dwh_words(const tk_conv_params *p) {
+  const int c_n = p->out_c;
+  return (long)TK_DWH_TW * c_n + 4L * dwh_npos(p->out_w) * c_n + c_n / 2;
+}
+
+/* Fills the table; 0 if the path does not apply. */
+static int dwh_prepare(const tk_conv_params *p, const int8_t *filter, const int32_t *bias,
+                       tk_dwh_ch *t) {
+  const int c_n = p->out_c;
+  int c, k;
+  if (!p->small_acc || (c_n & 3) || p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 ||
+      p->dil_w != 1 || p->stride_w != 1 || p->act_min != -128 || p->act_max != 127 ||
+      p->scratch_px < dwh_words(p)) {
+    return 0;
+  }
+  for (c = 0; c < c_n; ++c) {
+    if (!tk_rq_ok(p->mult[c], p->shift[c])) return 0;
+  }
+  for (c = 0; c < c_n; ++c, ++t) {
+    const int32_t b2 = (int32_t)(2u * (uint32_t)(bias ? bias[c] : 0));
+    t->bias2[0] = t->bias2[1] = b2;
+    for (k = 0; k < 3; ++k) {
+      const uint32_t w0 = (uint32_t)(2 * filter[(3 * k) * c_n + c]) & 0xFFFFu;
+      const uint32_t w1 = (uint32_t)(2 * filter[(3 * k + 1) * c_n + c]) & 0xFFFFu;
+      const uint32_t w2 = (uint32_t)(2 * filter[(3 * k + 2) * c_n + c]) & 0xFFFFu;
+      t->ab[k][0] = (int32_t)(w0 | (w1 << 16));
+      t->ab[k][1] = (int32_t)(w1 | (w2 << 16));
+    }
+    t->mult = p->mult[c];
+    t->add = tk_rq_add(-p->shift[c], p->out_offset);
+    t->right = -p->shift[c];
+  }
+  return 1;
+}
+
+static void dw_rows(const tk_conv_params *p, const int8_t *in, int8_t *out, tk_dwh_ch *table) {
+  const int c_n = p->out_c, npos = dwh_npos(p->out_w);
+  const long rw = (long)npos * c_n;
+  const uint32_t off16 = (uint32_t)p->in_offset & 0xFFFF, o = off16 | (off16 << 16);
+  tk_w32 *ring = (tk_w32 *)(void *)(table + c_n), *zero = ring + 3 * rw;
+  int8_t *zpr = (int8_t *)(void *)(zero + rw), *spare = zpr + c_n;
+  const int full = p->out_w >> 1;
+  int b, oy, ky, held[3];
+  memset(zero, 0, (size_t)rw * 4);
+  memset(zpr, (int8_t)(-p->in_offset), (size_t)c_n);
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *bin = in + (long)b * p->in_h * p->in_w * c_n;
+    held[0] = held[1] = held[2] = -1;
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const tk_w32 *r[3];
+      tk_dwh_row a;
+      for (ky = 0; ky < 3; ++ky) {
+        const int y = oy * p->stride_h - p->pad_h + ky;
+        tk_w32 *slot = ring + (y % 3) * rw;
+        if (y < 0 || y >= p->in_h) {
+          r[ky] = zero;
+          continue;
+        }
+        if (held[y % 3] != y) {
+          dwh_row(bin + (long)y * p->in_w * c_n, p->in_w, p->pad_w, npos, c_n, zpr, o, slot);
+          held[y % 3] = y;
+        }
+        r[ky] = slot;
+      }
+      a.t = &table->bias2[0];
+      a.c_n = c_n;
+      a.o = out + ((long)b * p->out_h + oy) * p->out_w * c_n;
+      if (full) {
+        a.p0 = r[0];
+        a.p1 = r[1];
+        a.p2 = r[2];
+        a.o1 = c_n;
+        a.pairs = full;
+        tk_dwh1(&a);
+      }
+      if (p->out_w & 1) {
+        /* The last output alone; the second of its pair goes to the spare bytes. */
+        a.p0 = r[0] + (long)full * c_n;
+        a.p1 = r[1] + (long)full * c_n;
+        a.p2 = r[2] + (long)full * c_n;
+        a.o += (long)(p->out_w - 1) * c_n;
+        a.o1 = (int32_t)(spare - a.o);
+        a.pairs = 1;
+        tk_dwh1(&a);
+      }
+    }
+  }
+}
+
 void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_t *in,
                             const int8_t *filter, const int32_t *bias, int8_t *out) {
   const int taps = p->k_h * p->k_w;
@@ -344,6 +593,11 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
   int32_t *blocks;
   const int asm3 = sat8 && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
   int b, oy, ox, c, t, ky, kx, fast4;
+  if (depth_mult == 1 && q && p->scratch_mode == TK_DW_ROWS &&
+      dwh_prepare(p, filter, bias, (tk_dwh_ch *)(void *)p->scratch)) {
+    dw_rows(p, in, out, (tk_dwh_ch *)(void *)p->scratch);
+    return;
+  }
   if (depth_mult != 1 || !q || taps > TK_DW_MAX_TAPS ||
       p->scratch_px < 4 * c_n + (c_n + 3) / 4) {
     tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
