@@ -247,6 +247,9 @@ ORDER_CASES = {
     # 3x3 over 3 channels (the stem path), windows with padded columns and rows
     "conv3x3_rgb_same": lambda k: _conv(k, (11, 10, 3), filters=6, kernel_size=3,
                                         padding="same", activation="relu"),
+    # 3x3 over 1 channel (window words of 9 bytes), stride 2, odd width
+    "conv3x3_mono_s2": lambda k: _conv(k, (12, 11, 1), filters=8, kernel_size=3, strides=2,
+                                       padding="same"),
 }
 
 

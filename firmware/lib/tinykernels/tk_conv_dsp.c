@@ -736,33 +736,15 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
   "smlad r3, r6, r10, r3\n\t"            \
   "smlad r3, r7, r11, r3\n\t"
 
-/* The shared body: r12 patch words, lr weight words, r0..r3 accumulators; returns through the
- * address at [sp] (TK_C2_RET of the caller's frame). Every instruction is 32 bits wide. */
-extern const uint8_t tk_c2_body[], tk_c2_body_end[];
-__asm(".pushsection .text.tk_c2_body,\"ax\",%progbits\n\t"
-      ".syntax unified\n\t"
-      ".thumb\n\t"
-      ".align 2\n\t"
-      ".global tk_c2_body\n\t"
-      ".global tk_c2_body_end\n"
-      "tk_c2_body:\n\t"
-      ".rept " TK_STR(TK_C2_GMAX) "\n\t" TK_C2_GROUP ".endr\n"
-      "tk_c2_body_end:\n\t"
-      "ldr pc, [sp]\n\t"
-      ".if tk_c2_body_end - tk_c2_body != " TK_STR(TK_C2_GMAX) " * " TK_STR(TK_C2_GROUP_BYTES)
-      "\n\t.error \"tk_c2_body: a group is not TK_C2_GROUP_BYTES long\"\n\t.endif\n\t"
-      ".size tk_c2_body, . - tk_c2_body\n\t"
-      ".popsection\n");
-
 /* Frame of the tk_c2* functions: r4-r11 and lr pushed (36 bytes) below the caller's stack
  * arguments (arguments 4.. at the caller's sp), then TK_C2_FRAME bytes of locals. */
 #define TK_C2_FRAME 56
-#define TK_C2_RET 0     /* return address of the body (bit 0 set) */
-#define TK_C2_W 4       /* weight buffer of the current channel pair */
-#define TK_C2_ENTRY 8   /* entry into the body (first chunk) */
-#define TK_C2_OUT 12    /* output of (p0, c0) of the current block */
-#define TK_C2_OC 16     /* bytes from p0 to p1 (output channels) */
-#define TK_C2_END 20    /* end of the band's patch words */
+#define TK_C2_OUT 0     /* output of (p0, c0) of the current block */
+#define TK_C2_OC 4      /* bytes from p0 to p1 (output channels) */
+#define TK_C2_END 8     /* end of the band's patch words */
+#define TK_C2_RET 12    /* return address of the body (bit 0 set) */
+#define TK_C2_W 16      /* weight buffer of the current channel pair */
+#define TK_C2_ENTRY 20  /* entry into the body (first chunk) */
 #define TK_C2_LEFT 24   /* chunks still to run in this block */
 #define TK_C2_CHUNKS 28 /* chunks - 1 */
 #define TK_C2_LO 32     /* activation range, each byte (clamp variants) */
@@ -773,10 +755,29 @@ __asm(".pushsection .text.tk_c2_body,\"ax\",%progbits\n\t"
 #define TK_C2_PBYTES 52 /* bytes from one pair's weight buffer to the next */
 #define TK_C2_ARG(i) (TK_C2_FRAME + 36 + 4 * ((i) - 4))
 #define TK_C2_SP(off) "[sp, #" TK_STR(off) "]"
-_Static_assert(TK_C2_RET == 0, "the body returns with ldr pc, [sp]");
-_Static_assert(TK_C2_W + 4 == TK_C2_ENTRY && TK_C2_OUT + 4 == TK_C2_OC &&
-                   TK_C2_LO + 4 == TK_C2_HI,
+_Static_assert(TK_C2_OUT == 0 && TK_C2_OC == 4 && TK_C2_END == 8,
+               "ldm sp, {out, oc, end} after each block");
+_Static_assert(TK_C2_W + 4 == TK_C2_ENTRY && TK_C2_LO + 4 == TK_C2_HI &&
+                   TK_C2_PAIRS + 4 == TK_C2_PBYTES,
                "ldrd/strd pairs of frame slots");
+
+/* The shared body: r12 patch words, lr weight words, r0..r3 accumulators; returns through the
+ * address in the caller's frame (TK_C2_RET). Every instruction is 32 bits wide. */
+extern const uint8_t tk_c2_body[], tk_c2_body_end[];
+__asm(".pushsection .text.tk_c2_body,\"ax\",%progbits\n\t"
+      ".syntax unified\n\t"
+      ".thumb\n\t"
+      ".align 2\n\t"
+      ".global tk_c2_body\n\t"
+      ".global tk_c2_body_end\n"
+      "tk_c2_body:\n\t"
+      ".rept " TK_STR(TK_C2_GMAX) "\n\t" TK_C2_GROUP ".endr\n"
+      "tk_c2_body_end:\n\t"
+      "ldr pc, [sp, #" TK_STR(TK_C2_RET) "]\n\t"
+      ".if tk_c2_body_end - tk_c2_body != " TK_STR(TK_C2_GMAX) " * " TK_STR(TK_C2_GROUP_BYTES)
+      "\n\t.error \"tk_c2_body: a group is not TK_C2_GROUP_BYTES long\"\n\t.endif\n\t"
+      ".size tk_c2_body, . - tk_c2_body\n\t"
+      ".popsection\n");
 
 /* tk_c2[c][k](xs, w, out, end, oc, entry, chunks - 1, lo4, hi4, pairs, pair_bytes): the
  * pixel pairs of the band from xs to end, for `pairs` channel pairs whose weight buffers start
@@ -864,12 +865,11 @@ void tk_c2ck(TK_C2_ARGS);
         "ldm lr!, {r4, r5, r6, r7, r8, r9}\n\t"                                               \
         TK_C2_RQ("r0", "r4", "r5", "r6") TK_C2_RQ("r1", "r7", "r8", "r9")                     \
         TK_C2_RQ("r2", "r4", "r5", "r6") TK_C2_RQ("r3", "r7", "r8", "r9")                     \
-        "ldrd r10, r11, " TK_C2_SP(TK_C2_OUT) "\n\t"                                          \
+        "ldm sp, {r10, r11, lr}\n\t"                                                         \
         store                                                                                 \
         "add r10, r10, r11, lsl #1\n\t"                                                       \
         "str r10, " TK_C2_SP(TK_C2_OUT) "\n\t"                                                \
-        "ldr r4, " TK_C2_SP(TK_C2_END) "\n\t"                                                 \
-        "cmp r12, r4\n\t"                                                                     \
+        "cmp r12, lr\n\t"                                                                     \
         "bne 1b\n\t"                                                                          \
         "ldrd r4, r5, " TK_C2_SP(TK_C2_PAIRS) "\n\t"                                          \
         "subs r4, r4, #1\n\t"                                                                 \
@@ -961,10 +961,22 @@ static inline uint32_t tk_sxtab16_ror8(uint32_t a, uint32_t b) {
   return r;
 }
 
-/* Word g (0..6) of a 3x3 window over 3 channels (k = 27, kp = 28) from its three 9-byte rows,
- * with unaligned loads that stay inside each row; k = 27 takes the zero point (zp24). */
-static inline uint32_t rgb_word(const int8_t *r0, const int8_t *r1, const int8_t *r2, int g,
-                                uint32_t zp24) {
+/* Word g of a 3x3 window over ic = 3 channels (k = 27: seven words) or ic = 1 (k = 9: three
+ * words) from its three rows of 3 * ic bytes, with loads that stay inside each row; the k past
+ * the window take the zero point (zp4: the zero point in every byte). */
+static inline uint32_t win_word(int ic, const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                int g, uint32_t zp4) {
+  if (ic == 1) {
+    switch (g) {
+      case 0:
+        return (uint32_t)*(const tk_u16u *)(const void *)r0 | (uint32_t)(uint8_t)r0[2] << 16 |
+               (uint32_t)(uint8_t)r1[0] << 24;
+      case 1:
+        return (uint32_t)*(const tk_u16u *)(const void *)(r1 + 1) |
+               (uint32_t)*(const tk_u16u *)(const void *)r2 << 16;
+      default: return (uint32_t)(uint8_t)r2[2] | (zp4 & 0xFFFFFF00u);
+    }
+  }
   switch (g) {
     case 0: return *(const tk_u32u *)(const void *)r0;
     case 1: return *(const tk_u32u *)(const void *)(r0 + 4);
@@ -974,18 +986,19 @@ static inline uint32_t rgb_word(const int8_t *r0, const int8_t *r1, const int8_t
       return (uint32_t)*(const tk_u16u *)(const void *)(r1 + 7) |
              (*(const tk_u32u *)(const void *)r2 << 16);
     case 5: return *(const tk_u32u *)(const void *)(r2 + 2);
-    default: return (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | zp24;
+    default: return (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | (zp4 & 0xFF000000u);
   }
 }
 
 /* Patch of one such window into slot `d` of the pair layout. */
-__attribute__((noinline)) static void patch_rgb3x3(const int8_t *r0, const int8_t *r1,
-                                                   const int8_t *r2, uint32_t zp24, uint32_t o,
-                                                   tk_w32 *d) {
+__attribute__((always_inline)) static inline void win_patch(int ic, const int8_t *r0,
+                                                            const int8_t *r1, const int8_t *r2,
+                                                            uint32_t zp4, uint32_t o, tk_w32 *d) {
+  const int n = ic == 1 ? 3 : 7;
   int g;
 #pragma GCC unroll 7
-  for (g = 0; g < 7; ++g, d += TK_C2_XG) {
-    const uint32_t w = rgb_word(r0, r1, r2, g, zp24);
+  for (g = 0; g < n; ++g, d += TK_C2_XG) {
+    const uint32_t w = win_word(ic, r0, r1, r2, g, zp4);
     d[0] = (int32_t)__sxtab16(o, w);
     d[1] = (int32_t)tk_sxtab16_ror8(o, w);
   }
@@ -994,23 +1007,43 @@ __attribute__((noinline)) static void patch_rgb3x3(const int8_t *r0, const int8_
 /* m pixel pairs of windows inside one output row (r0..r2: the first window's rows, s0..s2:
  * bytes from one window to the next in each row, 0 for a row of zero points) into m
  * consecutive pair slots of the layout (xw words each). */
-__attribute__((noinline)) static void patch2_rgb3x3(const int8_t *r0, const int8_t *r1,
-                                                    const int8_t *r2, int s0, int s1, int s2,
-                                                    uint32_t zp24, uint32_t o, tk_w32 *d,
-                                                    int xw, int m) {
+__attribute__((always_inline)) static inline void win_patch2(int ic, const int8_t *r0,
+                                                             const int8_t *r1, const int8_t *r2,
+                                                             int s0, int s1, int s2,
+                                                             uint32_t zp4, uint32_t o,
+                                                             tk_w32 *d, int xw, int m) {
+  const int n = ic == 1 ? 3 : 7;
   int g;
   for (; m > 0; --m, d += xw, r0 += 2 * s0, r1 += 2 * s1, r2 += 2 * s2) {
     const int8_t *q0 = r0 + s0, *q1 = r1 + s1, *q2 = r2 + s2;
     tk_w32 *e = d;
 #pragma GCC unroll 7
-    for (g = 0; g < 7; ++g, e += TK_C2_XG) {
-      const uint32_t wa = rgb_word(r0, r1, r2, g, zp24), wb = rgb_word(q0, q1, q2, g, zp24);
+    for (g = 0; g < n; ++g, e += TK_C2_XG) {
+      const uint32_t wa = win_word(ic, r0, r1, r2, g, zp4);
+      const uint32_t wb = win_word(ic, q0, q1, q2, g, zp4);
       e[0] = (int32_t)__sxtab16(o, wa);
       e[1] = (int32_t)tk_sxtab16_ror8(o, wa);
       e[2] = (int32_t)__sxtab16(o, wb);
       e[3] = (int32_t)tk_sxtab16_ror8(o, wb);
     }
   }
+}
+
+#define TK_WIN_ARGS1 const int8_t *r0, const int8_t *r1, const int8_t *r2, uint32_t zp4, \
+    uint32_t o, tk_w32 *d
+#define TK_WIN_ARGS2 const int8_t *r0, const int8_t *r1, const int8_t *r2, int s0, int s1, \
+    int s2, uint32_t zp4, uint32_t o, tk_w32 *d, int xw, int m
+__attribute__((noinline)) static void win1_patch(TK_WIN_ARGS1) {
+  win_patch(1, r0, r1, r2, zp4, o, d);
+}
+__attribute__((noinline)) static void win3_patch(TK_WIN_ARGS1) {
+  win_patch(3, r0, r1, r2, zp4, o, d);
+}
+__attribute__((noinline)) static void win1_patch2(TK_WIN_ARGS2) {
+  win_patch2(1, r0, r1, r2, s0, s1, s2, zp4, o, d, xw, m);
+}
+__attribute__((noinline)) static void win3_patch2(TK_WIN_ARGS2) {
+  win_patch2(3, r0, r1, r2, s0, s1, s2, zp4, o, d, xw, m);
 }
 
 /* Patch of the output pixel whose window starts at (y0, x0) into the pair layout at dst
@@ -1053,14 +1086,17 @@ static void patch_c2(const tk_conv_params *p, const int8_t *in, int y0, int x0, 
   expand_c2(tmp, kp >> 2, o, dst);
 }
 
-/* Patches of 3x3 windows over 3 channels for pixels px0 .. px0 + n - 1: per output row the
- * three row pointers once, stepped along it; pairs of windows inside along x built together,
- * windows with a padded column by patch_c2. */
-static void patches_rgb(const tk_conv_params *p, const int8_t *in, int px0, int n, tk_w32 *xs,
+/* Patches of 3x3 windows over ic = 1 or 3 channels for pixels px0 .. px0 + n - 1: per output
+ * row the three row pointers once, stepped along it; pairs of windows inside along x built
+ * together, windows with a padded column by patch_c2. */
+static void patches_win(const tk_conv_params *p, const int8_t *in, int px0, int n, tk_w32 *xs,
                         int xw, int kp, int8_t *tmp, uint32_t o) {
-  const uint32_t zp24 = (uint32_t)(uint8_t)(-p->in_offset) << 24;
-  const uint32_t zp4 = (zp24 >> 24) * 0x01010101u, zrow[3] = {zp4, zp4, zp4};
-  const int sw = p->stride_w, step = 3 * sw;
+  const int ic = p->in_c;
+  const uint32_t zp4 = (uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u;
+  const uint32_t zrow[3] = {zp4, zp4, zp4};
+  const int sw = p->stride_w, step = ic * sw;
+  void (*one)(TK_WIN_ARGS1) = ic == 1 ? win1_patch : win3_patch;
+  void (*two)(TK_WIN_ARGS2) = ic == 1 ? win1_patch2 : win3_patch2;
   /* Output columns whose windows lie inside along x. */
   const int lo_x = (p->pad_w + sw - 1) / sw, hi_x = p->in_w - 3 + p->pad_w;
   const int hi = hi_x < 0 ? -1 : (hi_x / sw < p->out_w - 1 ? hi_x / sw : p->out_w - 1);
@@ -1073,7 +1109,7 @@ static void patches_rgb(const tk_conv_params *p, const int8_t *in, int px0, int 
     for (ky = 0; ky < 3; ++ky) {
       const int y = y0 + p->dil_h * ky;
       const int in_y = y >= 0 && y < p->in_h;
-      r[ky] = in_y ? in + ((long)y * p->in_w + ox * sw - p->pad_w) * 3
+      r[ky] = in_y ? in + ((long)y * p->in_w + ox * sw - p->pad_w) * ic
                    : (const int8_t *)(const void *)zrow;
       st[ky] = in_y ? step : 0;
     }
@@ -1083,14 +1119,14 @@ static void patches_rgb(const tk_conv_params *p, const int8_t *in, int px0, int 
         /* Pairs of windows inside along x up to the row's end or the padded columns. */
         int m = (end - j) >> 1;
         if (m > (hi - ox + 1) >> 1) m = (hi - ox + 1) >> 1;
-        patch2_rgb3x3(r[0], r[1], r[2], st[0], st[1], st[2], zp24, o, d, xw, m);
+        two(r[0], r[1], r[2], st[0], st[1], st[2], zp4, o, d, xw, m);
         for (ky = 0; ky < 3; ++ky) r[ky] += 2 * m * st[ky];
         j += 2 * m;
         ox += 2 * m;
         continue;
       }
       if (ox >= lo_x && ox <= hi) {
-        patch_rgb3x3(r[0], r[1], r[2], zp24, o, d);
+        one(r[0], r[1], r[2], zp4, o, d);
       } else {
         patch_c2(p, in, y0, ox * sw - p->pad_w, d, kp, tmp, o);
       }
@@ -1119,8 +1155,8 @@ static void patches_c2(const tk_conv_params *p, const int8_t *in, int px0, int n
     if (n & 1) expand_pair_c2(src, src, ic >> 2, o, xs);
     return;
   }
-  if (ic == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1) {
-    patches_rgb(p, in, px0, n, xs, xw, kp, tmp, o);
+  if ((ic == 1 || ic == 3) && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1) {
+    patches_win(p, in, px0, n, xs, xw, kp, tmp, o);
   } else {
     int oy = px0 / p->out_w, ox = px0 - oy * p->out_w;
     for (j = 0; j < n; ++j) {
