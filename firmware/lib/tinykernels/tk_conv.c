@@ -38,11 +38,8 @@ void tk_conv2d_s8_ref(const tk_conv_params *p, const int8_t *in, const int8_t *f
               }
             }
           }
-          if (bias) acc += bias[oc];
-          acc = tk_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-          acc = TK_MAX(acc, p->act_min);
-          acc = TK_MIN(acc, p->act_max);
-          out[(((long)b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = (int8_t)acc;
+          out[(((long)b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
+              tk_conv_out_ref(p, acc, bias, oc);
         }
       }
     }

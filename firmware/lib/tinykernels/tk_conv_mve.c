@@ -396,10 +396,8 @@ static void conv_mve(const tk_conv_params *p, const int8_t *in, const int8_t *fi
     int32_t *qb = q + TK_CONV_QWORDS * (c / 4);
     const int lane = c % 4;
     const int32_t s = p->shift[c];
-    /* Wrapping int32 arithmetic, as the reference accumulator. */
-    const uint32_t fold = (uint32_t)(bias ? bias[c] : 0) +
-                          (uint32_t)p->in_offset * (uint32_t)tk_mve_sum_s8(filter + (long)c * k, k);
-    qb[4 + 2 * lane] = qb[5 + 2 * lane] = tk_wrap32(fold);
+    qb[4 + 2 * lane] = qb[5 + 2 * lane] =
+        tk_fold_bias(bias, c, p->in_offset, tk_mve_sum_s8(filter + (long)c * k, k));
     qb[12 + lane] = p->mult[c];
     qb[16 + lane] = s > 0 ? 0 : s;
     qb[20 + lane] = s > 0 ? s : 0;

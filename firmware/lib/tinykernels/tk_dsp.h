@@ -1,4 +1,5 @@
-/* Compile-time kernel selection and the DSP kernels' shared helpers (internal header).
+/* Compile-time kernel selection and the helpers the DSP (and MVE) kernels share (internal
+ * header; tk_mve.h includes it, MVE implies the DSP extension).
  *
  * TK_DSP is 1 when the target has the Armv7E-M DSP extension (Cortex-M4/M7/M33/M55 ...) and
  * TK_PORTABLE is not defined; the *_dsp.c sources then provide the public kernels and the
@@ -14,6 +15,7 @@
 #include <stdint.h>
 
 #include "tinykernels.h"
+#include "tk_fixedpoint.h"
 
 #if defined(__ARM_FEATURE_DSP) && !defined(TK_PORTABLE)
 #define TK_DSP 1
@@ -37,10 +39,17 @@ void tk_fully_connected_s8_ref(const tk_fc_params *p, const int8_t *in, const in
 void tk_avg_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out);
 void tk_max_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out);
 
+/* The reference convolutions' output for channel oc: bias, TFLM's requantization, activation
+ * range. */
+static inline int8_t tk_conv_out_ref(const tk_conv_params *p, int32_t acc, const int32_t *bias,
+                                     int oc) {
+  if (bias) acc += bias[oc];
+  acc = tk_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+  return (int8_t)TK_MIN(TK_MAX(acc, p->act_min), p->act_max);
+}
+
 #if TK_DSP
 #include <arm_acle.h>
-
-#include "tk_fixedpoint.h"
 
 /* Numbers shared by C (static assertions) and hand-written asm (stringified). */
 #define TK_STR_(x) #x
@@ -100,6 +109,18 @@ static inline int32_t tk_rq_add(int32_t right, int32_t out_offset) {
 static inline int8_t tk_act(int32_t v, int32_t lo, int32_t hi) {
   v = v < lo ? lo : v;
   return (int8_t)(v > hi ? hi : v);
+}
+
+/* Elements of a broadcast-free binary operation, or 0 if either input is broadcast or strided
+ * (the fast ADD kernels, DSP and MVE, take only those). */
+static inline long tk_flat_count(const tk_binary_params *p) {
+  long n = 1;
+  int d;
+  for (d = TK_MAX_DIMS - 1; d >= 0; --d) {
+    if (p->dims[d] > 1 && (p->stride1[d] != n || p->stride2[d] != n)) return 0;
+    n *= p->dims[d];
+  }
+  return n;
 }
 #endif
 

@@ -10,17 +10,6 @@
 
 #if TK_DSP && !TK_MVE
 
-/* Elements of a broadcast-free operation, or 0 if either input is broadcast or strided. */
-static long flat_count(const tk_binary_params *p) {
-  long n = 1;
-  int d;
-  for (d = TK_MAX_DIMS - 1; d >= 0; --d) {
-    if (p->dims[d] > 1 && (p->stride1[d] != n || p->stride2[d] != n)) return 0;
-    n *= p->dims[d];
-  }
-  return n;
-}
-
 __attribute__((always_inline)) static inline void add_body(const int32_t *l1, const int32_t *l2,
                                                            const int8_t *in1, const int8_t *in2,
                                                            int8_t *out, long n, int32_t m,
@@ -58,7 +47,7 @@ __attribute__((noinline)) static void add_clamp(const int32_t *l1, const int32_t
 }
 
 void tk_add_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-  const long n = flat_count(p);
+  const long n = tk_flat_count(p);
   const int32_t lo = p->act_min, hi = p->act_max;
   int32_t c, right;
   if (!p->lut1 || !p->lut2 || n == 0 || !tk_rq_ok(p->out_mult, p->out_shift)) {
