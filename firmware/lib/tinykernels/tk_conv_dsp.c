@@ -259,11 +259,11 @@ typedef struct {
 } tk_cq;
 
 #define TK_CQ_BYTES 28
-_Static_assert(sizeof(tk_cq) == TK_CQ_BYTES, "asm steps through the table in TK_CQ_BYTES");
-_Static_assert(offsetof(tk_cq, bias2) == 0, "asm: ldm {acc0..acc3} at the channel start");
-_Static_assert(offsetof(tk_cq, mult) == 16 && offsetof(tk_cq, add) == 20 &&
-                   offsetof(tk_cq, right) == 24,
-               "asm: ldm {mult, add, right} right after the bias words");
+TK_STATIC_ASSERT(sizeof(tk_cq) == TK_CQ_BYTES, "asm steps through the table in TK_CQ_BYTES");
+TK_STATIC_ASSERT(offsetof(tk_cq, bias2) == 0, "asm: ldm {acc0..acc3} at the channel start");
+TK_STATIC_ASSERT(offsetof(tk_cq, mult) == 16 && offsetof(tk_cq, add) == 20 &&
+                     offsetof(tk_cq, right) == 24,
+                 "asm: ldm {mult, add, right} right after the bias words");
 
 /* Fills the table (every channel takes tk_rq). */
 static void b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *q) {
@@ -755,11 +755,11 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
 #define TK_C2_PBYTES 52 /* bytes from one pair's weight buffer to the next */
 #define TK_C2_ARG(i) (TK_C2_FRAME + 36 + 4 * ((i) - 4))
 #define TK_C2_SP(off) "[sp, #" TK_STR(off) "]"
-_Static_assert(TK_C2_OUT == 0 && TK_C2_OC == 4 && TK_C2_END == 8,
-               "ldm sp, {out, oc, end} after each block");
-_Static_assert(TK_C2_W + 4 == TK_C2_ENTRY && TK_C2_LO + 4 == TK_C2_HI &&
-                   TK_C2_PAIRS + 4 == TK_C2_PBYTES,
-               "ldrd/strd pairs of frame slots");
+TK_STATIC_ASSERT(TK_C2_OUT == 0 && TK_C2_OC == 4 && TK_C2_END == 8,
+                 "ldm sp, {out, oc, end} after each block");
+TK_STATIC_ASSERT(TK_C2_W + 4 == TK_C2_ENTRY && TK_C2_LO + 4 == TK_C2_HI &&
+                     TK_C2_PAIRS + 4 == TK_C2_PBYTES,
+                 "ldrd/strd pairs of frame slots");
 
 /* The shared body: r12 patch words, lr weight words, r0..r3 accumulators; returns through the
  * address in the caller's frame (TK_C2_RET). Every instruction is 32 bits wide. */

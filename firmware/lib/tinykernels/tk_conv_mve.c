@@ -43,9 +43,9 @@ typedef struct {
   int32_t act_max;       /* 84 */
 } tk_conv_job;
 
-typedef char tk_conv_job_layout[(sizeof(tk_conv_job) == 88 &&
-                                 offsetof(tk_conv_job, state) == 32 &&
-                                 offsetof(tk_conv_job, act_max) == 84) ? 1 : -1];
+TK_STATIC_ASSERT(sizeof(tk_conv_job) == 88 && offsetof(tk_conv_job, state) == 32 &&
+                     offsetof(tk_conv_job, act_max) == 84,
+                 "the assembly's field offsets");
 
 /* Per block of four channels: byte offsets of filter rows 1..3 from row 0 and the channels to
  * store, folded bias twice (pixel 0, pixel 1), multipliers, negated right shifts, left shifts. */

@@ -55,6 +55,10 @@ static inline int8_t tk_conv_out_ref(const tk_conv_params *p, int32_t acc, const
 #define TK_STR_(x) #x
 #define TK_STR(x) TK_STR_(x)
 
+/* Ties hand-written asm to the C structures it reads: C11's _Static_assert, which GCC and Clang
+ * also take in C99 mode (__extension__ keeps -pedantic quiet). */
+#define TK_STATIC_ASSERT(cond, msg) __extension__ _Static_assert(cond, msg)
+
 /* 32-bit word that may alias any buffer (scratch of packed int16 pairs). */
 typedef int32_t tk_w32 __attribute__((may_alias, aligned(4)));
 typedef uint32_t tk_u32u __attribute__((may_alias, aligned(1)));

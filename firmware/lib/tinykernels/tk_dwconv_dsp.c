@@ -36,14 +36,14 @@ typedef struct {
     int32_t mult, add, right;
   } rq[4];
 } tk_dw4_block9;
-_Static_assert(sizeof(tk_dw4_block9) == 4 * TK_DW4_WORDS(9), "3x3 group block size");
-_Static_assert(offsetof(tk_dw4_block9, bias2) == 4 * TK_DW4_BIAS, "block: bias words first");
-_Static_assert(offsetof(tk_dw4_block9, w) == 4 * TK_DW4_W, "block: weights after the bias");
-_Static_assert(offsetof(tk_dw4_block9, rq) == 4 * TK_DW4_RQ(9), "block: tk_rq constants last");
-_Static_assert(offsetof(tk_dw4_block9, rq[1]) == 4 * TK_DW4_RQ(9) + 12 &&
-                   offsetof(tk_dw4_block9, rq[0].add) == 4 * TK_DW4_RQ(9) + 4 &&
-                   offsetof(tk_dw4_block9, rq[0].right) == 4 * TK_DW4_RQ(9) + 8,
-               "block: ldm {mult, add, right} per channel");
+TK_STATIC_ASSERT(sizeof(tk_dw4_block9) == 4 * TK_DW4_WORDS(9), "3x3 group block size");
+TK_STATIC_ASSERT(offsetof(tk_dw4_block9, bias2) == 4 * TK_DW4_BIAS, "block: bias words first");
+TK_STATIC_ASSERT(offsetof(tk_dw4_block9, w) == 4 * TK_DW4_W, "block: weights after the bias");
+TK_STATIC_ASSERT(offsetof(tk_dw4_block9, rq) == 4 * TK_DW4_RQ(9), "block: tk_rq constants last");
+TK_STATIC_ASSERT(offsetof(tk_dw4_block9, rq[1]) == 4 * TK_DW4_RQ(9) + 12 &&
+                     offsetof(tk_dw4_block9, rq[0].add) == 4 * TK_DW4_RQ(9) + 4 &&
+                     offsetof(tk_dw4_block9, rq[0].right) == 4 * TK_DW4_RQ(9) + 8,
+                 "block: ldm {mult, add, right} per channel");
 
 static inline int8_t dw_out(int32_t acc2, const int32_t *rq, int sat8, int32_t lo, int32_t hi) {
   const int32_t v = tk_rq(acc2, rq[0], rq[1], rq[2]);
@@ -106,14 +106,14 @@ typedef struct {
 #define TK_DWR_GROUPS 24
 #define TK_DWR_NPX 28
 #define TK_DWR_ADV 32
-_Static_assert(offsetof(tk_dw_run, r0) == 0 && offsetof(tk_dw_run, r1) == 4 &&
-                   offsetof(tk_dw_run, r2) == 8 && offsetof(tk_dw_run, cn4) == 12,
-               "asm: ldm {r0, r1, r2, cn4} at the start");
-_Static_assert(offsetof(tk_dw_run, g) == TK_DWR_G, "asm: g");
-_Static_assert(offsetof(tk_dw_run, o) == TK_DWR_O, "asm: o");
-_Static_assert(offsetof(tk_dw_run, groups) == TK_DWR_GROUPS, "asm: groups");
-_Static_assert(offsetof(tk_dw_run, npx) == TK_DWR_NPX, "asm: npx");
-_Static_assert(offsetof(tk_dw_run, adv) == TK_DWR_ADV, "asm: adv");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, r0) == 0 && offsetof(tk_dw_run, r1) == 4 &&
+                     offsetof(tk_dw_run, r2) == 8 && offsetof(tk_dw_run, cn4) == 12,
+                 "asm: ldm {r0, r1, r2, cn4} at the start");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, g) == TK_DWR_G, "asm: g");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, o) == TK_DWR_O, "asm: o");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, groups) == TK_DWR_GROUPS, "asm: groups");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, npx) == TK_DWR_NPX, "asm: npx");
+TK_STATIC_ASSERT(offsetof(tk_dw_run, adv) == TK_DWR_ADV, "asm: adv");
 
 /* Locals on the stack: output pointer, groups left, the argument, pixels left. */
 #define TK_DWS_FRAME 16
@@ -358,13 +358,13 @@ typedef struct {
 #define TK_DWH_CN 20
 #define TK_DWH_O1 24
 #define TK_DWH_PAIRS 28
-_Static_assert(offsetof(tk_dwh_row, p0) == 0 && offsetof(tk_dwh_row, p1) == 4 &&
-                   offsetof(tk_dwh_row, p2) == 8 && offsetof(tk_dwh_row, t) == 12 &&
-                   offsetof(tk_dwh_row, o) == 16,
-               "asm: ldm {p0, p1, p2, t, o} at the start");
-_Static_assert(offsetof(tk_dwh_row, c_n) == TK_DWH_CN, "asm: c_n");
-_Static_assert(offsetof(tk_dwh_row, o1) == TK_DWH_O1, "asm: o1");
-_Static_assert(offsetof(tk_dwh_row, pairs) == TK_DWH_PAIRS, "asm: pairs");
+TK_STATIC_ASSERT(offsetof(tk_dwh_row, p0) == 0 && offsetof(tk_dwh_row, p1) == 4 &&
+                     offsetof(tk_dwh_row, p2) == 8 && offsetof(tk_dwh_row, t) == 12 &&
+                     offsetof(tk_dwh_row, o) == 16,
+                 "asm: ldm {p0, p1, p2, t, o} at the start");
+TK_STATIC_ASSERT(offsetof(tk_dwh_row, c_n) == TK_DWH_CN, "asm: c_n");
+TK_STATIC_ASSERT(offsetof(tk_dwh_row, o1) == TK_DWH_O1, "asm: o1");
+TK_STATIC_ASSERT(offsetof(tk_dwh_row, pairs) == TK_DWH_PAIRS, "asm: pairs");
 
 /* The table row of a channel as the asm reads it: one LDM of (2b, 2b, A0, B0), two LDRD of
  * (A_k, B_k), one LDM of the tk_rq constants. */
@@ -373,10 +373,10 @@ typedef struct {
   int32_t ab[3][2];
   int32_t mult, add, right;
 } tk_dwh_ch;
-_Static_assert(sizeof(tk_dwh_ch) == 4 * TK_DWH_TW && offsetof(tk_dwh_ch, ab) == 8 &&
-                   offsetof(tk_dwh_ch, mult) == 32 && offsetof(tk_dwh_ch, add) == 36 &&
-                   offsetof(tk_dwh_ch, right) == 40,
-               "table row layout read by the asm");
+TK_STATIC_ASSERT(sizeof(tk_dwh_ch) == 4 * TK_DWH_TW && offsetof(tk_dwh_ch, ab) == 8 &&
+                     offsetof(tk_dwh_ch, mult) == 32 && offsetof(tk_dwh_ch, add) == 36 &&
+                     offsetof(tk_dwh_ch, right) == 40,
+                 "table row layout read by the asm");
 
 /* Locals: table start, pairs left, c_n. */
 #define TK_DWH_FRAME 16

@@ -78,8 +78,9 @@ typedef struct {
   int32_t step;          /* 72: bytes between windows of neighbouring pixels */
 } tk_dw_job;
 
-typedef char tk_dw_job_layout[(sizeof(tk_dw_job) == 76 && offsetof(tk_dw_job, offs) == 32 &&
-                               offsetof(tk_dw_job, step) == 72) ? 1 : -1];
+TK_STATIC_ASSERT(sizeof(tk_dw_job) == 76 && offsetof(tk_dw_job, offs) == 32 &&
+                     offsetof(tk_dw_job, step) == 72,
+                 "the assembly's field offsets");
 
 void tk_mve_dw_n1s3(tk_dw_job *j);
 void tk_mve_dw_n1s6(tk_dw_job *j);
