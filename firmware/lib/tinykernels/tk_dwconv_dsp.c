@@ -276,8 +276,7 @@ static int dw4_prepare(const tk_conv_params *p, const int8_t *filter, const int3
     sum[3] = (int16_t)(s13 >> 16);
     for (j = 0; j < 4; ++j) {
       const int32_t right = -p->shift[c + j];
-      g[TK_DW4_BIAS + j] =
-          (int32_t)(2u * (uint32_t)tk_fold_bias(bias, c + j, p->in_offset, sum[j]));
+      g[TK_DW4_BIAS + j] = (int32_t)(2u * TK_FOLD_BIAS(bias, c + j, p->in_offset, sum[j]));
       rq[3 * j] = p->mult[c + j];
       rq[3 * j + 1] = tk_rq_add(right, p->out_offset);
       rq[3 * j + 2] = right;
@@ -606,9 +605,9 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
   blocks = (int32_t *)(void *)p->scratch;
   fast4 = dw4_prepare(p, filter, bias, taps, blocks);
   for (c = 0; c < c_n && !fast4; ++c) {
-    int32_t sum = 0;
-    for (t = 0; t < taps; ++t) sum += filter[(long)t * c_n + c];
-    q[c].bias = tk_fold_bias(bias, c, p->in_offset, sum);
+    uint32_t sum = 0;
+    for (t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)filter[(long)t * c_n + c];
+    q[c].bias = tk_wrap32(TK_FOLD_BIAS(bias, c, p->in_offset, sum));
     q[c].mult = p->mult[c];
     q[c].shift = p->shift[c];
     q[c].add = p->small_acc && tk_rq_ok(p->mult[c], p->shift[c])

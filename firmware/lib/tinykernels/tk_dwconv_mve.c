@@ -268,7 +268,7 @@ void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_
     int32_t *q = (int32_t *)(void *)(recs + (long)rec * c + vb);
     int32_t s = vaddvq_s8(vldrbq_s8(wc));
     if (nvec > 1) s = vaddvaq_s8(s, vldrbq_s8(wc + 16));
-    q[0] = tk_fold_bias(bias, c, p->in_offset, s);
+    q[0] = tk_wrap32(TK_FOLD_BIAS(bias, c, p->in_offset, s));
     q[1] = p->mult[c];
     q[2] = p->shift[c];
     q[3] = p->out_offset;
