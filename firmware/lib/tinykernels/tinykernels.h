@@ -24,10 +24,10 @@ typedef struct {
   int stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t in_offset, out_offset, act_min, act_max;
   const int32_t *mult, *shift;    /* one per output channel */
-  int32_t *scratch;               /* optional work buffer (DSP kernels), NULL if none */
-  int scratch_px;                 /* conv: pixels per band; depthwise: scratch words */
+  int32_t *scratch;               /* optional work buffer (DSP and MVE kernels), NULL if none */
+  int scratch_px;                 /* DSP conv: pixels per band; DSP depthwise: its words */
   int small_acc;                  /* 1 if |bias| + 255 * sum|w| < 2^30 for every channel */
-  int scratch_mode;               /* conv, DSP: how the work space is used (tk_conv_dsp.c) */
+  int scratch_mode;               /* DSP: how the work space is used (tk_*conv_dsp.c) */
 } tk_conv_params;
 
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
