@@ -397,7 +397,7 @@ static void conv_mve(const tk_conv_params *p, const int8_t *in, const int8_t *fi
     const int lane = c % 4;
     const int32_t s = p->shift[c];
     qb[4 + 2 * lane] = qb[5 + 2 * lane] =
-        tk_wrap32(TK_FOLD_BIAS(bias, c, p->in_offset, tk_mve_sum_s8(filter + (long)c * k, k)));
+        tk_fold_bias(bias, c, p->in_offset, tk_mve_sum_s8(filter + (long)c * k, k));
     qb[12 + lane] = p->mult[c];
     qb[16 + lane] = s > 0 ? 0 : s;
     qb[20 + lane] = s > 0 ? s : 0;
