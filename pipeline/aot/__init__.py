@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.aot import emit
 from pipeline.aot.graph import Graph
 from pipeline.aot.ops import Kernel, Unsupported, lower
-from pipeline.aot.planner import Plan, Step, plan
+from pipeline.aot.planner import Plan, Step, plan, step_tops
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
 from pipeline.paths import KERNELS
@@ -73,6 +73,42 @@ def check_supported(model: ModelArtifact | bytes | str | Path) -> None:
     _lower_all(ModelArtifact.load(model).graph)
 
 
+def _plan(g: Graph, kernels: list[tuple[int, Kernel]], steps: list[Step],
+          nbytes: dict[int, int]) -> Plan:
+    """Plan the arena. A kernel may offer smaller work spaces (`scratch_alts`); the largest one
+    is kept where that does not grow the arena beyond the plan with the smallest ones (the
+    kernel's declarations are switched to the chosen one)."""
+    p = plan(steps, nbytes, g.inputs, g.outputs)
+    alts = {k.scratch_tid: k for _, k in kernels if k.scratch and k.scratch_alts}
+    if not alts:
+        return p
+    sizes = {t: [(nbytes[t], k.decls)] + k.scratch_alts for t, k in alts.items()}
+    small = {**nbytes, **{t: c[-1][0] for t, c in sizes.items()}}
+    ps = plan(steps, small, g.inputs, g.outputs)
+    if p.total <= ps.total:
+        return p
+    # Per op the largest choice that fits the room above its live buffers in the small plan
+    # (or half, a quarter of it where the arena still grows: the choices of ops alive at the
+    # same time compete for that room).
+    tops = step_tops(ps, steps, small, g.inputs, g.outputs)
+    room = {k.scratch_tid: ps.total - tops[pos] for pos, (_, k) in enumerate(kernels)}
+    level = {t: len(c) - 1 for t, c in sizes.items()}
+    pm = ps
+    for share in (1.0, 0.5, 0.25):
+        trial = {t: next(j for j, (n, _) in enumerate(c)
+                         if n - c[-1][0] <= share * room[t] or j == len(c) - 1)
+                 for t, c in sizes.items()}
+        mixed = {**small, **{t: sizes[t][j][0] for t, j in trial.items()}}
+        pt = plan(steps, mixed, g.inputs, g.outputs) if mixed != small else ps
+        if pt.total <= ps.total:
+            level, pm = trial, pt
+            break
+    for t, k in alts.items():
+        k.scratch, k.decls = sizes[t][level[t]]
+        nbytes[t] = k.scratch
+    return pm
+
+
 @dataclass
 class Compiled:
     """A model lowered to kernels with its arena planned: everything but the C text."""
@@ -122,7 +158,7 @@ def compile_model(model: ModelArtifact | bytes | str | Path) -> Compiled:
     for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
         if tid >= 0 and tid not in const_of:
             nbytes[tid] = g.tensors[tid].nbytes
-    compiled = Compiled(g, kernels, plan(steps, nbytes, g.inputs, g.outputs), const_of, art.hash)
+    compiled = Compiled(g, kernels, _plan(g, kernels, steps, nbytes), const_of, art.hash)
     art.__dict__["aot_compiled"] = compiled  # emitting C does not change it
     return compiled
 
@@ -132,6 +168,7 @@ def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
     names = emit.Names(prefix)
     weight_ids = sorted(set(c.const_of.values()))
     weights, wbytes = emit.weights_source(g, weight_ids, names)
+    wbytes += sum(k.const_bytes for _, k in kernels)  # weights prepared at export time
     decls, body = emit.invoke_source(g, kernels, p, c.const_of, names)
     op_names, families = c.op_names, c.families
 

@@ -39,6 +39,9 @@ class Kernel:
     scratch: int = 0            # bytes of arena work space for this op only (@scratch@)
     scratch_tid: int = -1       # pseudo tensor id the planner gives that space (set by export)
     overlap: int | None = None  # output may overlap input 0 when in_off - out_off >= overlap
+    const_bytes: int = 0        # constants the decls hold (weights prepared at export time)
+    # smaller work spaces the op can run with (bytes, decls), largest first
+    scratch_alts: list[tuple[int, list[str]]] = field(default_factory=list)
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -168,34 +171,102 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
         if opt_dm not in (0, dm):
             raise Unsupported(f"with depth_multiplier {opt_dm} != {oc}/{ic}")
         filter_in_c = 1
+        # Rows of output channels: [oc][kh * kw].
+        rows = np.asarray(filt.data).reshape(kh * kw, oc).T
     else:
         fo, kh, kw, filter_in_c = filt.shape
         if fo != oc or ic % filter_in_c or oc % (ic // filter_in_c):
             raise Unsupported(f"with filter {filt.shape} for input {inp.shape}")
+        rows = np.asarray(filt.data).reshape(oc, -1)
     act_min, act_max = q.activation_range(_act(op), out.scale, out.zero_point)
     mults, shifts = _channel_multipliers(inp, filt, out, oc)
+    b_vals = (np.asarray(bias.data, dtype=np.int64) if bias is not None
+              else np.zeros(oc, dtype=np.int64))
+    own_bias = _constant_channels(rows, b_vals, mults, shifts, out.zero_point, act_min, act_max)
+    # A depthwise layer over one input channel is a convolution with the filter transposed.
+    as_conv = depthwise and ic == 1
     sp = _spatial(op, inp, out, kh, kw)
-    scratch, scratch_n = _conv_scratch(depthwise, kh * kw, ic, filter_in_c, oc, oh * ow, dm
-                                       if depthwise else 1)
-    # One work space serves the DSP and the MVE kernels (only one of them is compiled in).
-    scratch = max(scratch, _mve_scratch(depthwise, kh, kw, ic, filter_in_c, oc, ow,
-                                        dm if depthwise else 1, sp))
+    dw = depthwise and not as_conv
+    scratch, scratch_n, mode = _conv_scratch(dw, kh * kw, ic, filter_in_c, oc, oh * ow,
+                                             dm if depthwise else 1)
+    dw_alt = None
+    if dw and scratch and (act_min, act_max) == (-128, 127):
+        row_words = _dw_rows_words(kh, kw, oc, ow, sp)
+        if row_words:
+            # The row kernel; its work space also fits the per-pixel kernel (the fallback).
+            dw_alt = (scratch, scratch_n)
+            scratch_n, mode = max(row_words, scratch_n), DW_ROWS
+            scratch = 4 * scratch_n
+    mve = _mve_scratch(dw, kh, kw, ic, filter_in_c, oc, ow, dm if dw else 1, sp)
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
                 mult="@op@mult", shift="@op@shift",
-                scratch="@scratch@" if scratch else "NULL", scratch_px=scratch_n,
-                small_acc=int(_small_acc(filt, bias, oc)))
-    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts),
-             _conv_struct("@op@p", dims)]
-    ins = [op.inputs[0], op.inputs[1]] + ([op.inputs[2]] if bias is not None else [])
-    b = "@in2@" if bias is not None else "NULL"
-    if depthwise:
-        call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, @in1@, {b}, @out0@);"
+                scratch="@scratch@" if scratch or mve else "NULL", scratch_px=scratch_n,
+                small_acc=int(_small_acc(rows, b_vals)), scratch_mode=mode)
+    decls = [_c_array("int32_t", "@op@mult", mults), _c_array("int32_t", "@op@shift", shifts)]
+    alts = []
+    if scratch and not dw:
+        alts = [(n, {**dims, "scratch_px": px, "scratch_mode": m})
+                for n, px, m in _conv_plans(kh * kw * ic, oc, oh * ow)[1:]]
+    elif dw_alt:
+        alts = [(dw_alt[0], {**dims, "scratch_px": dw_alt[1], "scratch_mode": 0})]
+    scratch, alts = _with_mve(scratch, alts, mve)
+    decls.append(_conv_struct("@op@p", dims))
+    ins, const_bytes = [op.inputs[0]], 0
+    if as_conv:
+        decls.insert(0, _c_array("int8_t", "@op@filter", rows))
+        w, const_bytes = "@op@filter", rows.size
     else:
-        call = f"tk_conv2d_s8(&@op@p, @in0@, @in1@, {b}, @out0@);"
-    return Kernel("tk_conv", ins, [op.outputs[0]], decls, [call], scratch=scratch,
+        ins.append(op.inputs[1])
+        w = "@in1@"
+    if own_bias:
+        decls.insert(0, _c_array("int32_t", "@op@bias", b_vals))
+        b, const_bytes = "@op@bias", const_bytes + 4 * oc
+    elif bias is not None:
+        ins.append(op.inputs[2])
+        b = f"@in{len(ins) - 1}@"
+    else:
+        b = "NULL"
+    if depthwise and not as_conv:
+        call = f"tk_depthwise_conv2d_s8(&@op@p, {dm}, @in0@, {w}, {b}, @out0@);"
+    else:
+        call = f"tk_conv2d_s8(&@op@p, @in0@, {w}, {b}, @out0@);"
+    return Kernel("tk_dwconv" if depthwise and not as_conv else "tk_conv", ins, [op.outputs[0]],
+                  decls, [call], scratch=scratch, const_bytes=const_bytes,
+                  scratch_alts=[(n, decls[:-1] + [_conv_struct("@op@p", d)]) for n, d in alts],
                   overlap=_window_overlap(inp, out, (kh, kw), sp))
+
+
+def _with_mve(scratch: int, alts: list[tuple[int, dict]], mve: int) -> tuple[int, list]:
+    """The DSP work space and its smaller choices (largest first) raised to `mve`, the MVE
+    kernel's need: one buffer serves whichever of the two is compiled in. A choice that is not
+    smaller than the one before it is dropped (that one is as large and faster on the DSP)."""
+    scratch = max(scratch, mve)
+    kept, last = [], scratch
+    for n, d in alts:
+        if max(n, mve) < last:
+            last = max(n, mve)
+            kept.append((last, d))
+    return scratch, kept
+
+
+def _constant_channels(rows: np.ndarray, bias: np.ndarray, mults: list, shifts: list,
+                       out_zp: int, act_min: int, act_max: int) -> bool:
+    """Give channels whose weights are all zero an equivalent in-range requantization.
+
+    Such a channel outputs the constant clamp(mbqm(bias) + out_zp) whatever the input; trained
+    models leave them with biases near 2^30 and scales near 1e-9, outside the DSP kernels' fast
+    requantization. Multiplier 2^30 with shift -1 maps 4 * d exactly to d, so bias 4 * (v -
+    out_zp) yields the same v. Edits mults, shifts and bias in place; True if any changed.
+    """
+    changed = False
+    for c in np.flatnonzero(~rows.any(axis=1)):
+        v = min(max(mbqm(int(bias[c]), mults[c], shifts[c]) + out_zp, act_min), act_max)
+        if (mults[c], shifts[c], int(bias[c])) != (1 << 30, -1, 4 * (v - out_zp)):
+            mults[c], shifts[c], bias[c] = 1 << 30, -1, 4 * (v - out_zp)
+            changed = True
+    return changed
 
 
 def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> int | None:
@@ -210,31 +281,96 @@ def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> i
 DW_MAX_TAPS = 16
 
 
-def _small_acc(filt: Tensor, bias: Tensor | None, oc: int) -> bool:
+def _small_acc(rows: np.ndarray, bias: np.ndarray) -> bool:
     """Whether every accumulator stays below 2^30 in magnitude: |bias| + 255 * sum|w| (inputs
-    plus offset lie in [-255, 255]), which lets the DSP kernels requantize with SMMULR."""
-    w = np.abs(np.asarray(filt.data, dtype=np.int64))
-    per_oc = w.reshape(oc, -1).sum(axis=1) if filt.shape[0] == oc else w.reshape(-1, oc).sum(0)
-    b = np.abs(np.asarray(bias.data, dtype=np.int64)) if bias is not None else 0
-    return bool(np.all(b + 255 * per_oc < (1 << 30)))
+    plus offset lie in [-255, 255]), which lets the DSP kernels requantize with SMMULR.
+    `rows` holds the weights of one output channel per row."""
+    per_oc = np.abs(rows.astype(np.int64)).sum(axis=1)
+    return bool(np.all(np.abs(bias) + 255 * per_oc < (1 << 30)))
+
+
+# Largest work space the DSP convolution takes for its int16 weights and patches.
+CONV_SCRATCH_CAP = 12288
 
 
 def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int, npx: int,
-                  dm: int) -> tuple[int, int]:
-    """Work space of the DSP kernels (bytes) and its size field (pixels per block or words)."""
+                  dm: int) -> tuple[int, int, int]:
+    """Work space of the DSP kernels (bytes) and its size and mode fields."""
     if depthwise:
         if dm != 1 or taps > DW_MAX_TAPS:
-            return 0, 0
+            return 0, 0, 0
         # per channel bias/mult/rounding/shift, int16 weights of every tap, zero-point row of
         # three pixels
         words = 4 * oc + (taps * oc + 1) // 2 + (3 * oc + 3) // 4
-        return 4 * words, words
+        return 4 * words, words, 0
     if filter_in_c != ic:
-        return 0, 0
-    kp = (taps * ic + 3) // 4 * 4
-    # per output channel 28 bytes of requantization constants, int16 patches of four pixels,
-    # then one int8 patch
-    return 28 * oc + 9 * kp, 4
+        return 0, 0, 0
+    return _conv_plans(taps * ic, oc, npx)[0]
+
+
+CONV_B4, CONV_C2_PAIR, CONV_C2_ALL = 0, 1, 2  # scratch_mode of the DSP convolution
+DW_ROWS = 1  # scratch_mode of the DSP depthwise row kernel (0: per pixel)
+
+
+def _dw_rows_words(kh: int, kw: int, oc: int, ow: int, sp: dict) -> int:
+    """Work space words of the DSP depthwise row kernel (tk_dwconv_dsp.c, dw_rows), 0 if it
+    does not take the layer: 11 words of table per channel, three widened input rows and a zero
+    row of pair words (ceil(ow / 2) + 1 pair positions), 2 * oc bytes."""
+    if ((kh, kw) != (3, 3) or oc % 4 or sp["dil_h"] != 1 or sp["dil_w"] != 1
+            or sp["stride_w"] != 1):
+        return 0
+    return 11 * oc + 4 * ((ow + 1) // 2 + 1) * oc + oc // 2
+
+
+def _conv_options(k: int, oc: int, npx: int) -> list[tuple[int, int, int, int]]:
+    """Every way the DSP convolution can use a work space: (estimated instructions, bytes,
+    scratch_px, scratch_mode) (tk_conv_dsp.c).
+
+    - CONV_B4: per channel 28 bytes, four int16 patches (scratch_px 4) and one int8 patch; the
+      kernel reads int8 weights.
+    - CONV_C2_ALL / CONV_C2_PAIR: the int16 weight buffers of every channel pair (40 + 16 *
+      groups bytes each, groups = k / 4 rounded up) or of one pair, widened again for each
+      band; the int16 patches of a band of scratch_px pixels (even, 16 * groups bytes per
+      pixel pair); one int8 patch and 2 spare bytes per weight buffer.
+    """
+    kp = (k + 3) // 4 * 4
+    groups = kp // 4
+    pair = 40 + 16 * groups
+    pairs = (oc + 1) // 2
+    # Estimated instructions, fitted to layers measured on QEMU: per asm block of 2 x 2 outputs
+    # (longer rows run the unrolled body in chunks of 32 groups), patches per pixel, widening
+    # one pair's weights (with its call), calls per band; conv_b4 per channel and four pixels.
+    chunks = -(-groups // 32)
+    block = 10 * groups + 31 + (5 * chunks if chunks > 1 else 0)
+    blocks = (npx + 1) // 2 * pairs * block + npx * (4 * groups + 30)
+    options = [(-(-npx // 4) * oc * (13 * groups + 44) + npx * (6 * groups + 40),
+                28 * oc + 9 * kp, 4, CONV_B4)]
+    for band in range(2, npx + (npx & 1) + 1, 2):
+        bands = -(-npx // band)
+        patches = band // 2 * 16 * groups + kp
+        options.append((blocks + pairs * (13 * groups + 120) + bands * (50 + 15 * pairs),
+                        pairs * pair + patches + (2 * pairs + 3) // 4 * 4, band, CONV_C2_ALL))
+        options.append((blocks + bands * pairs * (13 * groups + 170), pair + patches + 4, band,
+                        CONV_C2_PAIR))
+    return options
+
+
+def _conv_plans(k: int, oc: int, npx: int) -> list[tuple[int, int, int]]:
+    """Work space choices of the DSP convolution, (bytes, scratch_px, scratch_mode), largest
+    first: the fewest estimated instructions within CONV_SCRATCH_CAP (less memory when within
+    2 %); then, for when the arena has no room for it, the smaller ones that are faster than
+    any still smaller one and not slower than CONV_B4 (so the smallest choice takes no more
+    memory than CONV_B4 and is not slower)."""
+    options = _conv_options(k, oc, npx)
+    fits = [o for o in options if o[1] <= CONV_SCRATCH_CAP] or options
+    best = min(o[0] for o in fits)
+    first = min((o for o in fits if o[0] <= best * 1.02), key=lambda o: (o[1], o[0]))
+    plans, fastest = [], options[0][0] + 1
+    for o in sorted(fits, key=lambda o: (o[1], o[0])):
+        if o[1] < first[1] and o[0] < fastest:
+            plans.append(o[1:])
+            fastest = o[0]
+    return [first[1:]] + plans[::-1]
 
 
 def _mve_conv_bytes(k: int, oc: int) -> int:
@@ -248,10 +384,9 @@ def _mve_conv_bytes(k: int, oc: int) -> int:
 
 def _mve_scratch(depthwise: bool, kh: int, kw: int, ic: int, filter_in_c: int, oc: int,
                  ow: int, dm: int, sp: dict) -> int:
-    """Work space of the Helium (MVE) kernels in bytes (tk_conv_mve.c), 0 if they do not run."""
+    """Work space of the Helium (MVE) kernels in bytes (tk_conv_mve.c, tk_dwconv_mve.c), 0 if
+    they do not run."""
     if depthwise:
-        if ic == 1 and dm > 1:  # a convolution on a transposed copy of the filter
-            return 16 + (oc * kh * kw + 15) // 16 * 16 + _mve_conv_bytes(kh * kw, oc)
         span_w = (kw - 1) * sp["dil_w"] + 1
         nvec = (span_w * kh + 15) // 16
         plane = ((ow - 1) * sp["stride_w"] + span_w) * kh

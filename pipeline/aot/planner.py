@@ -162,9 +162,9 @@ def place(sizes: list[int], lives: list[tuple[int, int]], trials: int = 64,
     return best[0], _align(best[1])
 
 
-def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
-         graph_outputs: list[int]) -> Plan:
-    """Assign offsets to the activation tensors in `nbytes` (constants must not be listed)."""
+def _lifetimes(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
+               graph_outputs: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """First and last step of every tensor (-1: before the first op, len(steps): after)."""
     n = len(steps)
     first: dict[int, int] = {t: -1 for t in graph_inputs}
     last: dict[int, int] = {}
@@ -179,6 +179,24 @@ def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
         last[t] = n
     for t in graph_inputs:
         last.setdefault(t, -1)
+    return first, last
+
+
+def step_tops(p: Plan, steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
+              graph_outputs: list[int]) -> list[int]:
+    """Per step, the end of the highest buffer alive during it in plan `p`."""
+    first, last = _lifetimes(steps, nbytes, graph_inputs, graph_outputs)
+    tops = [0] * len(steps)
+    for t, size in nbytes.items():
+        for i in range(max(first.get(t, 0), 0), min(last.get(t, 0), len(steps) - 1) + 1):
+            tops[i] = max(tops[i], p.offsets[t] + size)
+    return tops
+
+
+def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
+         graph_outputs: list[int]) -> Plan:
+    """Assign offsets to the activation tensors in `nbytes` (constants must not be listed)."""
+    first, last = _lifetimes(steps, nbytes, graph_inputs, graph_outputs)
 
     groups = _Groups()
     for t in nbytes:

@@ -29,12 +29,18 @@ def _split(raw: bytes, ospec, n: int) -> list[np.ndarray]:
 
 
 def check_arm_bit_exact(model_bytes: bytes, tmp: Path, envs=ENVS_DSP, n: int = 16,
-                        seed: int = 0, reps=None, portable: bool = False, inputs=None):
-    """Export once, run TFLM once, then build + run on every QEMU env and compare outputs."""
+                        seed: int = 0, reps=None, portable: bool = False, inputs=None,
+                        edit=None):
+    """Export once, run TFLM once, then build + run on every QEMU env and compare outputs.
+
+    `edit(source) -> source` rewrites the generated tp_model.c before it is built."""
     from pipeline.tflm import run_tflm
 
     spec, ospec, _ = io_specs(model_bytes)
     res = export_aot(model_bytes, tmp / "gen")
+    if edit is not None:
+        src = tmp / "gen" / "tp_model.c"
+        src.write_text(edit(src.read_text()))
     if inputs is None:
         inputs = random_inputs(spec, n, np.random.default_rng(seed), reps)
     n = len(inputs[0])

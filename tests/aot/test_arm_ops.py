@@ -50,6 +50,16 @@ CASES = {
     "dw5x5_valid": lambda k: _dw(k, (9, 9, 4), kernel_size=5, use_bias=False),
     "dw3x3_dm2": lambda k: _dw(k, (6, 6, 3), kernel_size=3, depth_multiplier=2,
                                padding="same"),
+    # depthwise row kernel (stride 1 along x, range [-128, 127]): even and odd widths, VALID
+    # and SAME, stride 2 along y
+    "dw3x3_rows_c12_valid": lambda k: _dw(k, (7, 10, 12), kernel_size=3),
+    "dw3x3_rows_c20_odd": lambda k: _dw(k, (6, 9, 20), kernel_size=3, padding="same"),
+    "dw3x3_rows_s21_c8": lambda k: _dw(k, (9, 6, 8), kernel_size=3, strides=(2, 1),
+                                       padding="same"),
+    "dw3x3_in1_dm8_s2": lambda k: _dw(k, (13, 12, 1), kernel_size=3, strides=2,
+                                      depth_multiplier=8),
+    "dw3x3_in1_dm6_same": lambda k: _dw(k, (7, 9, 1), kernel_size=3, depth_multiplier=6,
+                                        padding="same", activation="relu"),
 }
 
 
@@ -62,6 +72,47 @@ def test_op_dsp_m4_m7(keras, tmp_path, case):
     b = convert(model, rep)
     _, ref, _ = check_arm_bit_exact(b, tmp_path, n=N, seed=1)
     assert any(len(np.unique(o)) > 2 for o in ref.outputs)
+    if "_rows_" in case:
+        # A one-op model's arena has no room for the row kernel's work space, so it runs the
+        # per-pixel kernel; run the row kernel too, on a work space of its own.
+        f = _fast_path_fields((tmp_path / "gen" / "tp_model.c").read_text())
+        assert f["stride_w"] == 1 and f["out_c"] % 4 == 0 and (f["act_min"], f["act_max"]) == (
+            -128, 127)
+        check_arm_bit_exact(b, tmp_path / "rows", n=N, seed=1,
+                            edit=_own_scratch(32768, ".scratch_px = 32768", ".scratch_mode = 1"))
+
+
+def _fast_path_fields(src: str) -> dict:
+    """Op 0's parameters, after checking that its quantization takes the DSP fast paths
+    (small accumulators, every channel's multiplier and shift accepted by tk_rq)."""
+    import re
+
+    body = re.search(r"tk_conv_params tp_op0_p = \{\.(.*)\};", src).group(1)
+    f = {k: v for k, v in (kv.split(" = ") for kv in body.split(", ."))}
+    shifts = re.search(r"tp_op0_shift\[\d+\] = \{(.*?)\}", src).group(1).split(", ")
+    mults = re.search(r"tp_op0_mult\[\d+\] = \{(.*?)\}", src).group(1).split(", ")
+    assert f["small_acc"] == "1"
+    assert all(-22 <= int(x) <= -1 for x in shifts) and all(int(m) >= 0 for m in mults)
+    return {k: int(v) for k, v in f.items() if re.fullmatch(r"-?\d+", v)}
+
+
+def _own_scratch(words: int, *fields: str):
+    """Edit of the generated code: op 0 works in a static buffer of its own, with `fields`
+    (".name = value") replacing the exported ones."""
+    import re
+
+    def edit(text: str) -> str:
+        assert "tp_op0_p = " in text
+        text = text.replace("static const tk_conv_params tp_op0_p",
+                            f"static int32_t tp_test_scratch[{words}];\n"
+                            "static const tk_conv_params tp_op0_p")
+        text = re.sub(r"\.scratch = \(int32_t \*\)\(tp_arena \+ \d+\)",
+                      ".scratch = tp_test_scratch", text)
+        for f in fields:
+            name = f.split(" = ")[0]
+            text = re.sub(re.escape(name) + r" = -?\d+", f, text)
+        return text
+    return edit
 
 
 @pytest.mark.parametrize("op", ["conv", "dw"])
@@ -133,3 +184,93 @@ def test_wide_accumulators_dsp_m4_m7(keras, tmp_path, op):
 
     check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=4)
     assert ".small_acc = 0" in (tmp_path / "gen" / "tp_model.c").read_text()
+
+
+def test_depthwise_one_input_channel_is_a_conv(keras, tmp_path):
+    """A depthwise layer over one input channel is exported as a convolution (filter
+    transposed at export time), the same size in flash."""
+    from pipeline.aot import export_aot
+
+    rng = np.random.default_rng(21)
+    b = convert(CASES["dw3x3_in1_dm8_s2"](keras)(), rng.normal(size=(16, 13, 12, 1)))
+    res = export_aot(b, tmp_path / "gen")
+    src = (tmp_path / "gen" / "tp_model.c").read_text()
+    assert "tk_conv2d_s8(" in src and "tk_depthwise_conv2d_s8(" not in src
+    assert res.kernels == ["tk_conv"]
+    assert res.weights_bytes == 8 * 9 + 8 * 4
+
+
+@pytest.mark.parametrize("op", ["conv", "dw"])
+def test_constant_channels_dsp_m4_m7(keras, tmp_path, op):
+    """Channels with all-zero weights, biases near +-2^30 and filter scales near 1e-9 (what
+    training leaves in pruned channels): the exporter gives them an equivalent in-range
+    requantization, so the layer keeps the fast path and stays exact."""
+    shape = (6, 5, 16)
+    build = (_conv(keras, shape, filters=12, kernel_size=1, activation="relu6") if op == "conv"
+             else _dw(keras, shape, kernel_size=3, padding="same"))
+    rng = np.random.default_rng(17)
+    base = convert(build(), rng.normal(size=(16, *shape)).astype(np.float32))
+    dead = [0, 3, 4, 9, 11]
+
+    def edit(m):
+        sg = m.subgraphs[0]
+        o = sg.operators[-1]
+        ft, bt = sg.tensors[o.inputs[1]], sg.tensors[o.inputs[2]]
+        fbuf, bbuf = m.buffers[ft.buffer], m.buffers[bt.buffer]
+        w = np.frombuffer(bytes(fbuf.data), np.int8).copy().reshape(ft.shape)
+        bias = np.frombuffer(bytes(bbuf.data), np.int32).copy()
+        scales = np.asarray(ft.quantization.scale, np.float32).copy()
+        for j, c in enumerate(dead):
+            if op == "conv":
+                w[c] = 0
+            else:
+                w[..., c] = 0
+            # Shifts from -26 to beyond -31 (multiplier 0), biases on both sides of +-2^30.
+            scales[c] = [4e-9, 1e-8, 3e-10, 1e-13, 2e-9][j]
+            bias[c] = [1 << 30, -(1 << 30), (1 << 30) - 64, -(1 << 30) - 128, 12345][j]
+        fbuf.data = np.frombuffer(w.tobytes(), np.uint8)
+        bbuf.data = np.frombuffer(bias.tobytes(), np.uint8)
+        ft.quantization.scale = [float(x) for x in scales]
+
+    check_arm_bit_exact(mutate(base, edit), tmp_path, n=8, seed=6)
+    src = (tmp_path / "gen" / "tp_model.c").read_text()
+    assert ".small_acc = 1" in src and "tp_op0_bias" in src
+
+
+ORDER_CASES = {
+    # k = 160 (two chunks of the unrolled body), odd pixel count, ReLU6 range
+    "pw_k160_relu6": lambda k: _conv(k, (5, 3, 160), filters=10, kernel_size=1,
+                                     activation="relu6"),
+    # k = 216 (not a multiple of 32 groups), odd output channels, padding, stride 2
+    "conv3x3_k216_s2": lambda k: _conv(k, (9, 7, 24), filters=7, kernel_size=3, strides=2,
+                                       padding="same"),
+    # 3x3 over 3 channels (the stem path), windows with padded columns and rows
+    "conv3x3_rgb_same": lambda k: _conv(k, (11, 10, 3), filters=6, kernel_size=3,
+                                        padding="same", activation="relu"),
+    # 3x3 over 1 channel (window words of 9 bytes), stride 2, odd width
+    "conv3x3_mono_s2": lambda k: _conv(k, (12, 11, 1), filters=8, kernel_size=3, strides=2,
+                                       padding="same"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORDER_CASES))
+def test_conv_orders_dsp_m4_m7(keras, tmp_path, case):
+    """Every way the DSP convolution can use its work space on the same layer: int16 weights of
+    all channel pairs or of one pair per band, bands of several sizes, and int8 four-pixel
+    blocks (the exported choice rewritten in the generated code, with a work space of its
+    own)."""
+    from pipeline.aot.ops import CONV_B4, CONV_C2_ALL, CONV_C2_PAIR
+
+    rng = np.random.default_rng(30 + sorted(ORDER_CASES).index(case))
+    model = ORDER_CASES[case](keras)()
+    shape = tuple(model.inputs[0].shape[1:])
+    b = convert(model, rng.normal(size=(16, *shape)).astype(np.float32))
+    _, ref, _ = check_arm_bit_exact(b, tmp_path / "exported", n=N, seed=5)
+    assert any(len(np.unique(o)) > 2 for o in ref.outputs)
+    f = _fast_path_fields((tmp_path / "exported" / "gen" / "tp_model.c").read_text())
+    npx = f["out_h"] * f["out_w"]
+    for px, mode in [(4, CONV_B4), (2, CONV_C2_ALL), (6, CONV_C2_ALL), (4, CONV_C2_PAIR),
+                     (npx + (npx & 1), CONV_C2_PAIR), (npx + (npx & 1), CONV_C2_ALL)]:
+        edit = _own_scratch(16384, f".scratch_px = {px}", f".scratch_mode = {mode}")
+        check_arm_bit_exact(b, tmp_path / f"m{mode}_b{px}", n=N, seed=5, edit=edit)
+        assert "tp_test_scratch" in (tmp_path / f"m{mode}_b{px}" / "gen" / "tp_model.c").read_text()

@@ -147,6 +147,35 @@ def test_cortex_m_compiles(small_model, tmp_path):
                         str(tmp_path / (src.stem + ".o"))], check=True)
 
 
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.parametrize("env", ["cortex-m0plus", "qemu-m4", "qemu-m55"])
+def test_kernel_library_per_core(tmp_path, env):
+    """Every kernel source compiles strictly (C99, -pedantic) for a portable, a DSP and an MVE
+    core; together the objects define each public kernel and each *_ref fallback exactly once,
+    and only the core's own fast sources (*_dsp.c or *_mve.c) define anything."""
+    from pipeline.boards import BOARDS
+
+    if env in BOARDS:
+        flags, isa = list(BOARDS[env].cflags), BOARDS[env].kernel_isa
+    else:
+        flags, isa = ["-mthumb", f"-mcpu={env}"], "portable"
+    defined: dict[str, list[str]] = {}
+    for src in sorted(KERNELS_DIR.glob("tk_*.c")):
+        obj = tmp_path / f"{src.stem}.o"
+        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-O2", *flags, "-Wall", "-Wextra",
+                        "-Werror", "-pedantic", "-c", str(src), "-o", str(obj)], check=True)
+        nm = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(obj)], check=True,
+                            capture_output=True, text=True).stdout
+        defined[src.stem] = re.findall(r" T (\w+)$", nm, re.M)
+    headers = "".join((KERNELS_DIR / h).read_text() for h in ("tinykernels.h", "tk_dsp.h"))
+    api = set(re.findall(r"^void (tk_\w+)\(", headers, re.M))
+    assert any(f.endswith("_ref") for f in api) and "tk_depthwise_conv2d_s8" in api
+    everywhere = [f for syms in defined.values() for f in syms]
+    assert {f: everywhere.count(f) for f in api} == dict.fromkeys(api, 1)
+    active = {stem for stem, syms in defined.items() if syms and stem.endswith(("_dsp", "_mve"))}
+    assert active == {stem for stem in defined if stem.endswith(f"_{isa}")}
+
+
 def test_kernel_library_is_self_contained():
     """Only string.h/stdint.h/stddef.h/math.h from libc (ACLE on DSP and MVE targets), no
     malloc."""

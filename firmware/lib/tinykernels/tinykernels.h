@@ -16,7 +16,7 @@ extern "C" {
 
 #define TK_MAX_DIMS 6
 
-/* ---- convolution family (tk_conv.c) ---- */
+/* ---- convolution (tk_conv.c) and depthwise convolution (tk_dwconv.c) ---- */
 typedef struct {
   int batches, in_h, in_w, in_c;  /* in_c: channels of the input tensor */
   int out_h, out_w, out_c;
@@ -24,9 +24,10 @@ typedef struct {
   int stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t in_offset, out_offset, act_min, act_max;
   const int32_t *mult, *shift;    /* one per output channel */
-  int32_t *scratch;               /* optional work buffer (DSP kernels), NULL if none */
-  int scratch_px;                 /* conv: output pixels per block; depthwise: scratch words */
+  int32_t *scratch;               /* optional work buffer (DSP and MVE kernels), NULL if none */
+  int scratch_px;                 /* DSP conv: pixels per band; DSP depthwise: its words */
   int small_acc;                  /* 1 if |bias| + 255 * sum|w| < 2^30 for every channel */
+  int scratch_mode;               /* DSP: how the work space is used (tk_*conv_dsp.c) */
 } tk_conv_params;
 
 void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,

@@ -1,14 +1,13 @@
-/* CONV_2D and DEPTHWISE_CONV_2D for cores with the DSP extension (Armv7E-M, Armv8-M Main+DSP).
+/* CONV_2D for cores with the DSP extension (Armv7E-M, Armv8-M Main+DSP).
  *
- * Convolution: the input patches of two output pixels are expanded once to int16 pairs (input
- * offset added, padding = 0) and multiplied against int8 filter rows of two output channels,
- * read a word at a time and sign-extended with SXTB16, with SMLAD, two pixels x two channels per
- * inner step. Within each group of four k both sides are in SXTB16 order (0, 2, 1, 3), so the
- * dot product is unchanged. Depthwise: four channels per input word, SXTB16 + SMLABB/SMLATT,
- * input offset folded into the bias, padded taps read the input zero point. Results equal the
- * reference kernels bit for bit.
+ * Fast path (small accumulators, every channel accepted by tk_rq_ok): two output channels x two
+ * output pixels on int16 operands widened into the work space (conv_c2). Otherwise two pixels
+ * x two channels against the int8 filter rows, requantized per channel with tk_rq or the
+ * reference arithmetic (conv_pairs). Within each group of four k both sides are in SXTB16 order
+ * (0, 2, 1, 3), so the dot products are unchanged. Results equal the reference kernel bit for
+ * bit.
  */
-#include <string.h>
+#include <stddef.h>
 
 #include "tk_dsp.h"
 
@@ -26,7 +25,7 @@ static void expand4(const int8_t *src, int n4, int32_t off2, tk_w32 *dst, int st
   }
 }
 
-/* Store element k of a pixel (or filter row) in the interleaved SXTB16-ordered layout. */
+/* Store element k of a pixel in the interleaved SXTB16-ordered layout of a pixel pair. */
 static inline void put16(tk_w32 *base, int which, int k, int32_t v) {
   const int word = 2 * (k >> 2) + (k & 1);
   int16_t *h = (int16_t *)(void *)(base + 2 * word + which);
@@ -68,6 +67,8 @@ static void gather_bytes(const tk_conv_params *p, const int8_t *in, int y0, int 
   }
   for (; k < kp; ++k) tmp[k] = zp;
 }
+
+/* ---- Two pixels x two channels (any requantization) ---- */
 
 /* Patch of output pixel `px` into slot `which` (0/1) of an interleaved pixel pair; `tmp` holds
  * kp bytes for channel counts that are not a multiple of four. */
@@ -178,140 +179,103 @@ static inline uint32_t tail_word(const int8_t *w, int n) {
   return v;
 }
 
-static inline int32_t tk_smmulr(int32_t a, int32_t b) {
-  int32_t r;
-  __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-  return r;
+/* One output of the pair path: tk_rq where the channel allows it (acc doubled here), else the
+ * reference arithmetic. */
+static inline int8_t pair_out(int32_t acc, int oc, const tk_conv_params *p) {
+  const int32_t m = p->mult[oc], shift = p->shift[oc];
+  const int32_t v = p->small_acc && tk_rq_ok(m, shift)
+                        ? tk_rq((int32_t)((uint32_t)acc << 1), m, tk_rq_add(-shift, p->out_offset),
+                                -shift)
+                        : tk_mbqm(acc, m, shift) + p->out_offset;
+  return tk_act(v, p->act_min, p->act_max);
 }
 
-/* TFLM's rounding right shift by r1 + 1 >= 1 (half away from zero):
- * floor((v - [v < 0] + 2^r1) / 2^(r1 + 1)) == ((v - [v < 0]) >> r1) + 1) >> 1, no overflow for
- * v > INT32_MIN (the products below never reach it). */
-static inline int32_t tk_round_shift(int32_t v, int r1) {
-  return (((v - (int32_t)((uint32_t)v >> 31)) >> r1) + 1) >> 1;
-}
-
-/* Requantize one accumulator of a channel whose shift is in [-23, -1] and multiplier >= 0.
- * small: |acc| < 2^30, so SMMULR(2 acc, m) = (acc * m + 2^30) >> 31 exactly. */
-static inline int8_t rq_out(int32_t acc, int32_t m, int right, int small, int32_t off,
-                            int32_t lo, int32_t hi) {
-  int32_t v;
-  if (small) {
-    v = tk_smmulr((int32_t)((uint32_t)acc << 1), m);
-  } else {
-    v = (int32_t)(((int64_t)acc * m + ((int64_t)1 << 30)) >> 31);
-  }
-  v = tk_round_shift(v, right - 1) + off;
-  v = v < lo ? lo : v;
-  return (int8_t)(v > hi ? hi : v);
-}
-
-static inline int8_t rq_any(int32_t acc, int32_t m, int32_t shift, int small, int32_t off,
-                            int32_t lo, int32_t hi) {
-  int32_t v;
-  if (shift < 0 && shift >= -23 && m >= 0) return rq_out(acc, m, -shift, small, off, lo, hi);
-  v = tk_mbqm(acc, m, shift) + off;
-  v = v < lo ? lo : v;
-  return (int8_t)(v > hi ? hi : v);
-}
-
-/* Both pixels of a pair and every whole pair of output channels whose requantization is fast
- * (rq_out); returns the first channel left for the general loop. */
-static inline int pairs_fast_body(const tk_w32 *xs, const int8_t *filter, int k,
-                                  const int32_t *bias, const tk_conv_params *p, int8_t *o,
-                                  const int small) {
+/* Both pixels of a pair (`two` = 0: only the first) and every output channel. */
+__attribute__((noinline)) static void pairs_all(const tk_w32 *xs, const int8_t *filter, int k,
+                                                const int32_t *bias, const tk_conv_params *p,
+                                                int8_t *o, int two) {
   const int oc_n = p->out_c, k4 = k >> 2, kt = k & 3;
-  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  const int8_t *w = filter;
   int oc;
-  for (oc = 0; oc + 1 < oc_n; oc += 2, o += 2) {
-    const int8_t *wa = w, *wb = w + k;
+  for (oc = 0; oc < oc_n; oc += 2) {
+    const int ob = oc + 1 < oc_n ? oc + 1 : oc;
+    const int8_t *wa = filter + (long)oc * k, *wb = filter + (long)ob * k;
     const tk_w32 *x = xs;
-    int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[oc + 1] : 0;
+    int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[ob] : 0;
     int32_t s_ba = s_aa, s_bb = s_ab;
     /* The patch is zero from k to kp, so the last partial word may read on into the next
-     * filter row, except in the very last row. */
-    const int over = kt && oc + 2 < oc_n;
+     * filter row, except in the very last rows. */
+    const int over = kt && ob + 1 < oc_n;
     int n = k4 + over;
-    w += 2 * k;
     if (n > 0) TK_MAC4_LOOP(n, x, wa, wb);
     if (kt && !over) {
       const uint32_t ua = tail_word(wa, kt), ub = tail_word(wb, kt);
       TK_MAC4(ua, ub, x);
     }
-    {
-      const int32_t ma = p->mult[oc], mb = p->mult[oc + 1];
-      const int ra = -p->shift[oc], rb = -p->shift[oc + 1];
-      o[0] = rq_out(s_aa, ma, ra, small, out_off, lo, hi);
-      o[1] = rq_out(s_ab, mb, rb, small, out_off, lo, hi);
-      o[oc_n] = rq_out(s_ba, ma, ra, small, out_off, lo, hi);
-      o[oc_n + 1] = rq_out(s_bb, mb, rb, small, out_off, lo, hi);
+    o[oc] = pair_out(s_aa, oc, p);
+    if (ob != oc) o[ob] = pair_out(s_ab, ob, p);
+    if (two) {
+      o[oc_n + oc] = pair_out(s_ba, oc, p);
+      if (ob != oc) o[oc_n + ob] = pair_out(s_bb, ob, p);
     }
   }
-  return oc;
 }
 
-/* Separate functions (own register allocation), one per requantization variant. */
-__attribute__((noinline)) static int pairs_fast_small(const tk_w32 *xs, const int8_t *filter,
-                                                      int k, const int32_t *bias,
-                                                      const tk_conv_params *p, int8_t *o) {
-  return pairs_fast_body(xs, filter, k, bias, p, o, 1);
-}
-
-__attribute__((noinline)) static int pairs_fast_wide(const tk_w32 *xs, const int8_t *filter,
-                                                     int k, const int32_t *bias,
-                                                     const tk_conv_params *p, int8_t *o) {
-  return pairs_fast_body(xs, filter, k, bias, p, o, 0);
-}
-
-/* Short rows (k <= 32, multiple of 4) with small accumulators: plain C, so that the compiler
- * keeps the patch words and output constants in registers (the asm loop's 13 registers force
- * spills around it, which dominate when a row has only a few words). */
-__attribute__((noinline)) static int pairs_fast_short(const tk_w32 *xs, const int8_t *filter,
-                                                      int k, const int32_t *bias,
-                                                      const tk_conv_params *p, int8_t *o) {
-  const int oc_n = p->out_c, k4 = k >> 2;
-  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  const int8_t *w = filter;
-  int oc, i;
-  for (oc = 0; oc + 1 < oc_n; oc += 2, o += 2) {
-    const int8_t *wa = w, *wb = w + k;
-    const tk_w32 *x = xs;
-    int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[oc + 1] : 0;
-    int32_t s_ba = s_aa, s_bb = s_ab;
-    w += 2 * k;
-    for (i = 0; i < k4; ++i, x += 4, wa += 4, wb += 4) {
-      const uint32_t ua = *(const tk_u32u *)(const void *)wa;
-      const uint32_t ub = *(const tk_u32u *)(const void *)wb;
-      TK_MAC4(ua, ub, x);
-    }
-    {
-      const int32_t ma = p->mult[oc], mb = p->mult[oc + 1];
-      const int ra = -p->shift[oc], rb = -p->shift[oc + 1];
-      o[0] = rq_out(s_aa, ma, ra, 1, out_off, lo, hi);
-      o[1] = rq_out(s_ab, mb, rb, 1, out_off, lo, hi);
-      o[oc_n] = rq_out(s_ba, ma, ra, 1, out_off, lo, hi);
-      o[oc_n + 1] = rq_out(s_bb, mb, rb, 1, out_off, lo, hi);
+static void conv_pairs(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                       const int32_t *bias, tk_w32 *xs, int8_t *out) {
+  const int k = p->k_h * p->k_w * p->in_c;
+  const int kp = (k + 3) & ~3;
+  const int npx = p->out_h * p->out_w;
+  int8_t *tmp = (int8_t *)(void *)(xs + kp);
+  int b, px;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
+    int8_t *bout = out + (long)b * npx * p->out_c;
+    for (px = 0; px < npx; px += 2) {
+      const int two = px + 1 < npx;
+      im2col(p, bin, px, xs, 0, kp, tmp);
+      im2col(p, bin, two ? px + 1 : px, xs, 1, kp, tmp);
+      pairs_all(xs, filter, k, bias, p, bout + (long)px * p->out_c, two);
     }
   }
-  return oc;
 }
+#undef TK_MAC4
+#undef TK_MAC4_LOOP
 
-/* ---- Four-pixel blocks (small accumulators, right shifts 1..22) ----
+
+/* ---- Four-pixel blocks on int8 weights (every channel accepted by tk_rq) ----
  *
  * The patches of four output pixels are expanded to int16 pairs holding 2 * (input + offset),
  * group by group (four k): [p0 lo, p0 hi, p1 lo, p1 hi, ..., p3 hi], lo = SXTB16 order k0/k2,
  * hi = k1/k3. One output channel at a time, a filter word is sign-extended once (two SXTB16)
  * and used by eight SMLAD against two LDM of patch words: 13 instructions per 16 MACs. The
- * accumulators start at 2 * bias, so they hold 2 * acc and SMMULR(2 * acc, m) is TFLM's
- * rounding doubling high multiply (|acc| < 2^30). The rounding right shift then adds
- * 2^(right - 1) + (out_offset << right) (|sum| < 2^31 for right <= 22, added by SMMLAR) and
- * shifts once; its round-half-away-from-zero correction (- [v < 0]) uses the sign of acc,
- * which equals the sign of v except when v = 0, where it does not change the result. */
+ * accumulators start at 2 * bias, so they hold 2 * acc for tk_rq. */
+
+/* Per output channel, prepared once per call (scratch): 2 * bias four times (one LDM fills the
+ * four accumulators of a pixel block), then the tk_rq constants. The asm below loads the four
+ * bias words, then mult, add and right with one LDM each. */
 typedef struct {
-  int32_t bias2[4]; /* 2 * bias, four times (one LDM fills the four accumulators) */
+  int32_t bias2[4];
   int32_t mult, add, right;
 } tk_cq;
+
+#define TK_CQ_BYTES 28
+TK_STATIC_ASSERT(sizeof(tk_cq) == TK_CQ_BYTES, "asm steps through the table in TK_CQ_BYTES");
+TK_STATIC_ASSERT(offsetof(tk_cq, bias2) == 0, "asm: ldm {acc0..acc3} at the channel start");
+TK_STATIC_ASSERT(offsetof(tk_cq, mult) == 16 && offsetof(tk_cq, add) == 20 &&
+                     offsetof(tk_cq, right) == 24,
+                 "asm: ldm {mult, add, right} right after the bias words");
+
+/* Fills the table (every channel takes tk_rq). */
+static void b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *q) {
+  int oc;
+  for (oc = 0; oc < p->out_c; ++oc) {
+    q[oc].bias2[0] = q[oc].bias2[1] = q[oc].bias2[2] = q[oc].bias2[3] =
+        (int32_t)(2u * (uint32_t)(bias ? bias[oc] : 0));
+    q[oc].mult = p->mult[oc];
+    q[oc].right = -p->shift[oc];
+    q[oc].add = tk_rq_add(-p->shift[oc], p->out_offset);
+  }
+}
 
 /* Words of one pixel of a group in the four-pixel layout: lo at [0], hi at [1], stride 8. */
 static void expand4_b4(const int8_t *src, int n4, int32_t off2, tk_w32 *dst) {
@@ -352,7 +316,7 @@ static void zero_b4(tk_w32 *dst, int n4) {
 }
 
 /* One word of four int8 k as 2 * (x + off) in the four-pixel layout (o2 = 2 * off per lane). */
-static inline void exp_word(tk_w32 *d, uint32_t v, uint32_t o2) {
+static inline void exp_word_b4(tk_w32 *d, uint32_t v, uint32_t o2) {
   uint32_t lo, hi;
   __asm("sxtab16 %0, %2, %3\n\t"
         "sxtab16 %1, %2, %3, ror #8\n\t"
@@ -364,21 +328,19 @@ static inline void exp_word(tk_w32 *d, uint32_t v, uint32_t o2) {
   d[1] = (int32_t)hi;
 }
 
-typedef uint16_t tk_u16u __attribute__((may_alias, aligned(1)));
-
 /* 3x3 kernel over 3 input channels (k = 27, kp = 28): the three 9-byte rows r0..r2 become seven
  * words straight from unaligned loads that stay inside each row; k = 27 takes the zero point. */
 static void im2col_rgb3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, uint32_t zp,
                           uint32_t o2, tk_w32 *d) {
   const uint32_t w1 = *(const tk_u32u *)(const void *)r1;
   const uint32_t w2 = *(const tk_u32u *)(const void *)r2;
-  exp_word(d, *(const tk_u32u *)(const void *)r0, o2);
-  exp_word(d + 8, *(const tk_u32u *)(const void *)(r0 + 4), o2);
-  exp_word(d + 16, (uint32_t)(uint8_t)r0[8] | (w1 << 8), o2);
-  exp_word(d + 24, *(const tk_u32u *)(const void *)(r1 + 3), o2);
-  exp_word(d + 32, (uint32_t)*(const tk_u16u *)(const void *)(r1 + 7) | (w2 << 16), o2);
-  exp_word(d + 40, *(const tk_u32u *)(const void *)(r2 + 2), o2);
-  exp_word(d + 48, (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | (zp << 24), o2);
+  exp_word_b4(d, *(const tk_u32u *)(const void *)r0, o2);
+  exp_word_b4(d + 8, *(const tk_u32u *)(const void *)(r0 + 4), o2);
+  exp_word_b4(d + 16, (uint32_t)(uint8_t)r0[8] | (w1 << 8), o2);
+  exp_word_b4(d + 24, *(const tk_u32u *)(const void *)(r1 + 3), o2);
+  exp_word_b4(d + 32, (uint32_t)*(const tk_u16u *)(const void *)(r1 + 7) | (w2 << 16), o2);
+  exp_word_b4(d + 40, *(const tk_u32u *)(const void *)(r2 + 2), o2);
+  exp_word_b4(d + 48, (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | (zp << 24), o2);
 }
 
 /* Patch of output pixel `px` into the four-pixel layout at dst (= base + 2 * slot). */
@@ -436,7 +398,8 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
   expand4_b4(tmp, kp >> 2, off2, dst);
 }
 
-/* n groups of four k for one filter row against the four pixels: acc_p += row . patch_p. */
+/* One group of four k of one filter row (r10) against the four pixels' patch words (r11):
+ * acc_p (r0..r3) += row . patch_p. */
 #define TK_B4_GROUP                                   \
   "ldr r9, [r10], #4\n\t"                             \
   "ldm r11!, {r4, r5, r6, r8}\n\t"                    \
@@ -452,165 +415,106 @@ static void im2col_b4(const tk_conv_params *p, const int8_t *in, int px, tk_w32 
   "smlad r3, r6, r12, r3\n\t"                         \
   "smlad r3, r8, r9, r3\n\t"
 
-/* Activation range [-128, 127], k a multiple of 8: all output channels of a full block of four
- * pixels. q: the channel table; pairs = k / 8. Per channel: 28 instructions per 8 k (32 MACs)
- * plus 30 for set-up, requantization and the four stores (output pointers kept on the stack and
- * moved with one LDM/STM). */
-void tk_conv_b4_sat(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o, int oc_n,
-                    int pairs);
+/* tk_conv_b4_sat*: activation range [-128, 127], a full block of four pixels, the first n_ch
+ * of the oc_n output channels (q: the channel table, filter: their rows, o: pixel 0 of the
+ * block). Per channel the MAC loop runs `iters` times over an unrolled body of 2, 4 or 8
+ * groups; tk_conv_b4_sat_g takes any group count (an odd one enters its two-group body at the
+ * second half) and steps each filter row back by wadj bytes (k = 4 * groups - wadj: the last
+ * word of a row reads on into the next row, against zero patch words; the caller runs the
+ * last channel separately when wadj > 0). Per channel: 13 instructions per group (16 MACs),
+ * about 30 for set-up, requantization and the four stores (output pointers kept on the stack
+ * and moved with one LDM/STM). */
+#define TK_B4_SAT_ARGS                                                                   \
+  const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o, int n_ch, int iters, \
+      int odd, int wadj, int oc_n
+void tk_conv_b4_sat(TK_B4_SAT_ARGS);
+void tk_conv_b4_sat4(TK_B4_SAT_ARGS);
+void tk_conv_b4_sat8(TK_B4_SAT_ARGS);
+void tk_conv_b4_sat_g(TK_B4_SAT_ARGS);
 
-#define TK_B4_RQ(r)                      \
-  "smmlar r12, " r ", r4, r5\n\t"        \
-  "sub r12, r12, " r ", lsr #31\n\t"     \
-  "asr r12, r12, r6\n\t"                 \
-  "ssat " r ", #8, r12\n\t"
+/* Stack layout: r4-r11 and lr pushed (36 bytes) below the caller's stack arguments (n_ch ...
+ * oc_n, AAPCS: arguments 4.. at the caller's sp), then TK_B4_FRAME bytes of locals: the four
+ * output pointers (0..12, one LDM/STM), xs, the end of the channel table. */
+#define TK_B4_FRAME 24
+#define TK_B4_O 0
+#define TK_B4_XS 16
+#define TK_B4_END 20
+#define TK_B4_ARG(i) (TK_B4_FRAME + 36 + 4 * ((i) - 4))
+#define TK_B4_SP(off) "[sp, #" TK_STR(off) "]"
 
-/* One tk_conv_b4_sat* function; `groups` is the unrolled body of its MAC loop. */
-#define TK_B4_SAT_FN(name, groups) \
-__asm(".pushsection .text." name ",\"ax\",%progbits\n\t"                                        \
-    ".syntax unified\n\t"                                                                       \
-    ".thumb\n\t"                                                                                \
-    ".align 2\n\t"                                                                              \
-    ".global " name "\n\t"                                                                      \
-    ".thumb_func\n\t"                                                                           \
-    ".type " name ", %function\n"                                                               \
-    name ":\n\t"                                                                                \
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                           \
-    "sub sp, sp, #32\n\t"                                                                       \
-    "ldr r4, [sp, #68]\n\t"                                                                     \
-    "str r3, [sp]\n\t"                                                                          \
-    "add r3, r3, r4\n\t"                                                                        \
-    "str r3, [sp, #4]\n\t"                                                                      \
-    "add r3, r3, r4\n\t"                                                                        \
-    "str r3, [sp, #8]\n\t"                                                                      \
-    "add r3, r3, r4\n\t"                                                                        \
-    "str r3, [sp, #12]\n\t"                                                                     \
-    "str r0, [sp, #16]\n\t"                                                                     \
-    "movs r6, #28\n\t"                                                                          \
-    "mla r6, r4, r6, r2\n\t"                                                                    \
-    "str r6, [sp, #20]\n\t"                                                                     \
-    "ldr r5, [sp, #72]\n\t"                                                                     \
-    "str r5, [sp, #24]\n\t"                                                                     \
-    "mov r7, r2\n\t"                                                                            \
-    "mov r10, r1\n\t"                                                                           \
-    "2:\n\t"                                                                                    \
-    "ldm r7!, {r0, r1, r2, r3}\n\t"                                                             \
-    "ldr r11, [sp, #16]\n\t"                                                                    \
-    "ldr lr, [sp, #24]\n\t"                                                                     \
-    "4:\n\t"                                                                                    \
-    groups                                                                                      \
-    "subs lr, lr, #1\n\t"                                                                       \
-    "bne 4b\n\t"                                                                                \
-    "ldm r7!, {r4, r5, r6}\n\t"                                                                 \
-    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")                                 \
-    "ldm sp, {r8, r9, r11, r12}\n\t"                                                            \
-    "strb r0, [r8], #1\n\t"                                                                     \
-    "strb r1, [r9], #1\n\t"                                                                     \
-    "strb r2, [r11], #1\n\t"                                                                    \
-    "strb r3, [r12], #1\n\t"                                                                    \
-    "stm sp, {r8, r9, r11, r12}\n\t"                                                            \
-    "ldr lr, [sp, #20]\n\t"                                                                     \
-    "cmp r7, lr\n\t"                                                                            \
-    "bne 2b\n\t"                                                                                \
-    "add sp, sp, #32\n\t"                                                                       \
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"                                            \
-    ".size " name ", . - " name "\n\t"                                                          \
-    ".popsection\n")
+#define TK_B4_RQ(r) TK_RQ_ASM("r12", r, "r4", "r5", "r6") "ssat " r ", #8, r12\n\t"
 
-TK_B4_SAT_FN("tk_conv_b4_sat", TK_B4_GROUP TK_B4_GROUP);
+/* One tk_conv_b4_sat* function: `entry` runs before the MAC loop of each channel, `body` is the
+ * unrolled loop body, `after` runs after the loop (r10: filter row pointer). */
+#define TK_B4_SAT_FN(name, entry, body, after)                                                 \
+  __asm(".pushsection .text." name ",\"ax\",%progbits\n\t"                                    \
+        ".syntax unified\n\t"                                                                   \
+        ".thumb\n\t"                                                                            \
+        ".align 2\n\t"                                                                          \
+        ".global " name "\n\t"                                                                  \
+        ".thumb_func\n\t"                                                                       \
+        ".type " name ", %function\n" name                                                      \
+        ":\n\t"                                                                                 \
+        "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                       \
+        "sub sp, sp, #" TK_STR(TK_B4_FRAME) "\n\t"                                              \
+        "ldr r4, " TK_B4_SP(TK_B4_ARG(8)) "\n\t"                                                \
+        "str r3, " TK_B4_SP(TK_B4_O) "\n\t"                                                     \
+        "add r3, r3, r4\n\t"                                                                    \
+        "str r3, " TK_B4_SP(TK_B4_O + 4) "\n\t"                                                 \
+        "add r3, r3, r4\n\t"                                                                    \
+        "str r3, " TK_B4_SP(TK_B4_O + 8) "\n\t"                                                 \
+        "add r3, r3, r4\n\t"                                                                    \
+        "str r3, " TK_B4_SP(TK_B4_O + 12) "\n\t"                                                \
+        "str r0, " TK_B4_SP(TK_B4_XS) "\n\t"                                                    \
+        "ldr r4, " TK_B4_SP(TK_B4_ARG(4)) "\n\t"                                                \
+        "movs r6, #" TK_STR(TK_CQ_BYTES) "\n\t"                                                 \
+        "mla r6, r4, r6, r2\n\t"                                                                \
+        "str r6, " TK_B4_SP(TK_B4_END) "\n\t"                                                   \
+        "mov r7, r2\n\t"                                                                        \
+        "mov r10, r1\n\t"                                                                       \
+        "2:\n\t"                                                                                \
+        "ldm r7!, {r0, r1, r2, r3}\n\t"                                                         \
+        "ldr r11, " TK_B4_SP(TK_B4_XS) "\n\t"                                                   \
+        "ldr lr, " TK_B4_SP(TK_B4_ARG(5)) "\n\t"                                                \
+        entry                                                                                   \
+        "4:\n\t"                                                                                \
+        body                                                                                    \
+        "subs lr, lr, #1\n\t"                                                                   \
+        "bne 4b\n\t"                                                                            \
+        after                                                                                   \
+        "ldm r7!, {r4, r5, r6}\n\t"                                                             \
+        TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")                             \
+        "ldm sp, {r8, r9, r11, r12}\n\t"                                                        \
+        "strb r0, [r8], #1\n\t"                                                                 \
+        "strb r1, [r9], #1\n\t"                                                                 \
+        "strb r2, [r11], #1\n\t"                                                                \
+        "strb r3, [r12], #1\n\t"                                                                \
+        "stm sp, {r8, r9, r11, r12}\n\t"                                                        \
+        "ldr lr, " TK_B4_SP(TK_B4_END) "\n\t"                                                   \
+        "cmp r7, lr\n\t"                                                                        \
+        "bne 2b\n\t"                                                                            \
+        "add sp, sp, #" TK_STR(TK_B4_FRAME) "\n\t"                                              \
+        "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"                                        \
+        ".size " name ", . - " name "\n\t"                                                      \
+        ".popsection\n")
 
-/* The same with four groups per loop (quads = k / 16). */
-void tk_conv_b4_sat4(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
-                     int oc_n, int quads);
-TK_B4_SAT_FN("tk_conv_b4_sat4", TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP);
-
-/* The same with eight groups per loop (octs = k / 32). */
-void tk_conv_b4_sat8(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
-                     int oc_n, int octs);
-TK_B4_SAT_FN("tk_conv_b4_sat8", TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP
-             TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP);
-
-/* The same for any number of groups of four k (k = 4 * groups - wadj, 0 <= wadj <= 3) and n_ch
- * of the oc_n channels: an odd group count enters the unrolled loop at its second half, and
- * each filter row pointer steps back by wadj (the last word of a row reads on into the next
- * row, against zero patch words; the caller runs the last channel separately when wadj > 0). */
-void tk_conv_b4_sat_g(const tk_w32 *xs, const int8_t *filter, const tk_cq *q, int8_t *o,
-                      int n_ch, int groups, int wadj, int oc_n);
-
-__asm(
-    ".pushsection .text.tk_conv_b4_sat_g,\"ax\",%progbits\n\t"
-    ".syntax unified\n\t"
-    ".thumb\n\t"
-    ".align 2\n\t"
-    ".global tk_conv_b4_sat_g\n\t"
-    ".thumb_func\n\t"
-    ".type tk_conv_b4_sat_g, %function\n"
-    "tk_conv_b4_sat_g:\n\t"
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #40\n\t"
-    "ldr r4, [sp, #88]\n\t"
-    "str r3, [sp]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #4]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #8]\n\t"
-    "add r3, r3, r4\n\t"
-    "str r3, [sp, #12]\n\t"
-    "str r0, [sp, #16]\n\t"
-    "ldr r4, [sp, #76]\n\t"
-    "movs r6, #28\n\t"
-    "mla r6, r4, r6, r2\n\t"
-    "str r6, [sp, #20]\n\t"
-    "ldr r5, [sp, #80]\n\t"
-    "and r4, r5, #1\n\t"
-    "str r4, [sp, #28]\n\t"
-    "add r5, r5, #1\n\t"
-    "lsr r5, r5, #1\n\t"
-    "str r5, [sp, #24]\n\t"
-    "ldr r6, [sp, #84]\n\t"
-    "str r6, [sp, #32]\n\t"
-    "mov r7, r2\n\t"
-    "mov r10, r1\n\t"
-    "2:\n\t"
-    "ldm r7!, {r0, r1, r2, r3}\n\t"
-    "ldr r11, [sp, #16]\n\t"
-    "ldr lr, [sp, #24]\n\t"
-    "ldr r12, [sp, #28]\n\t"
-    "cmp r12, #0\n\t"
-    "bne 6f\n\t"
-    "4:\n\t"
-    TK_B4_GROUP
-    "6:\n\t"
-    TK_B4_GROUP
-    "subs lr, lr, #1\n\t"
-    "bne 4b\n\t"
-    "ldr r12, [sp, #32]\n\t"
-    "sub r10, r10, r12\n\t"
-    "ldm r7!, {r4, r5, r6}\n\t"
-    TK_B4_RQ("r0") TK_B4_RQ("r1") TK_B4_RQ("r2") TK_B4_RQ("r3")
-    "ldm sp, {r8, r9, r11, r12}\n\t"
-    "strb r0, [r8], #1\n\t"
-    "strb r1, [r9], #1\n\t"
-    "strb r2, [r11], #1\n\t"
-    "strb r3, [r12], #1\n\t"
-    "stm sp, {r8, r9, r11, r12}\n\t"
-    "ldr lr, [sp, #20]\n\t"
-    "cmp r7, lr\n\t"
-    "bne 2b\n\t"
-    "add sp, sp, #40\n\t"
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_conv_b4_sat_g, . - tk_conv_b4_sat_g\n\t"
-    ".popsection\n");
+TK_B4_SAT_FN("tk_conv_b4_sat", "", TK_B4_GROUP TK_B4_GROUP, "");
+TK_B4_SAT_FN("tk_conv_b4_sat4", "", TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP, "");
+TK_B4_SAT_FN("tk_conv_b4_sat8", "",
+             TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP
+             TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP TK_B4_GROUP, "");
+TK_B4_SAT_FN("tk_conv_b4_sat_g",
+             "ldr r12, " TK_B4_SP(TK_B4_ARG(6)) "\n\t"
+             "cmp r12, #0\n\t"
+             "bne 6f\n\t",
+             TK_B4_GROUP "6:\n\t" TK_B4_GROUP,
+             "ldr r12, " TK_B4_SP(TK_B4_ARG(7)) "\n\t"
+             "sub r10, r10, r12\n\t");
 #undef TK_B4_RQ
 
-static inline int8_t cq_out(int32_t acc2, int32_t m, int32_t add, int32_t right, int sat8,
-                            int32_t lo, int32_t hi) {
-  int32_t v;
-  __asm("smmlar %0, %1, %2, %3" : "=r"(v) : "r"(acc2), "r"(m), "r"(add));
-  v = (v - (int32_t)((uint32_t)acc2 >> 31)) >> right;
-  if (sat8) return (int8_t)__ssat(v, 8);
-  v = v < lo ? lo : v;
-  return (int8_t)(v > hi ? hi : v);
+static inline int8_t b4_out(int32_t acc2, const tk_cq *q, int sat8, int32_t lo, int32_t hi) {
+  const int32_t v = tk_rq(acc2, q->mult, q->add, q->right);
+  return sat8 ? (int8_t)__ssat(v, 8) : tk_act(v, lo, hi);
 }
 
 /* All output channels of one block of four pixels (`valid` of them stored). */
@@ -665,13 +569,10 @@ __attribute__((always_inline)) static inline void block4_body(
         s3 = __smlad(x[6], l, __smlad(x[7], h, s3));
       }
     }
-    {
-      const int32_t m = q->mult, add = q->add, right = q->right;
-      o[0] = cq_out(s0, m, add, right, sat8, lo, hi);
-      if (valid > 1) o[oc_n] = cq_out(s1, m, add, right, sat8, lo, hi);
-      if (valid > 2) o[2 * oc_n] = cq_out(s2, m, add, right, sat8, lo, hi);
-      if (valid > 3) o[3 * oc_n] = cq_out(s3, m, add, right, sat8, lo, hi);
-    }
+    o[0] = b4_out(s0, q, sat8, lo, hi);
+    if (valid > 1) o[oc_n] = b4_out(s1, q, sat8, lo, hi);
+    if (valid > 2) o[2 * oc_n] = b4_out(s2, q, sat8, lo, hi);
+    if (valid > 3) o[3 * oc_n] = b4_out(s3, q, sat8, lo, hi);
   }
 }
 #undef TK_B4_GROUP
@@ -710,10 +611,8 @@ __attribute__((noinline)) static void block1(const tk_w32 *xs, const int8_t *fil
 #pragma GCC unroll 2
     for (g = 0; g < k4; ++g, x += 8, w += 4) {
       const uint32_t u = *(const tk_u32u *)(const void *)w;
-      uint32_t h;
-      __asm("sxtb16 %0, %1, ror #8" : "=r"(h) : "r"(u));
       s = __smlad(x[0], (int32_t)__sxtb16(u), s);
-      s = __smlad(x[1], (int32_t)h, s);
+      s = __smlad(x[1], (int32_t)tk_sxtb16_ror8(u), s);
     }
     if (kt) {
       const uint32_t u = tail_word(w, kt);
@@ -721,26 +620,8 @@ __attribute__((noinline)) static void block1(const tk_w32 *xs, const int8_t *fil
       s = __smlad(x[1], (int32_t)__sxtb16(tk_ror8(u)), s);
       w += kt;
     }
-    o[oc] = cq_out(s, q->mult, q->add, q->right, sat8, lo, hi);
+    o[oc] = b4_out(s, q, sat8, lo, hi);
   }
-}
-
-/* Whether the four-pixel path applies; fills the per-channel table if so. */
-static int conv_b4_prepare(const tk_conv_params *p, const int32_t *bias, tk_cq *q) {
-  int oc;
-  if (!p->small_acc || p->scratch_px < 4) return 0;
-  for (oc = 0; oc < p->out_c; ++oc) {
-    if (p->shift[oc] > -1 || p->shift[oc] < -22 || p->mult[oc] < 0) return 0;
-  }
-  for (oc = 0; oc < p->out_c; ++oc) {
-    const int32_t right = -p->shift[oc];
-    q[oc].bias2[0] = q[oc].bias2[1] = q[oc].bias2[2] = q[oc].bias2[3] =
-        (int32_t)(2u * (uint32_t)(bias ? bias[oc] : 0));
-    q[oc].mult = p->mult[oc];
-    q[oc].add = (int32_t)(((uint32_t)1 << (right - 1)) + ((uint32_t)p->out_offset << right));
-    q[oc].right = right;
-  }
-  return 1;
 }
 
 static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
@@ -799,14 +680,17 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
       } else if (valid < 4) {
         block4_part(xs, filter, k, q, oc_n, o, valid, lo, hi);
       } else if (sat8 && (k & 31) == 0) {
-        tk_conv_b4_sat8(xs, filter, q, o, oc_n, k >> 5);
+        tk_conv_b4_sat8(xs, filter, q, o, oc_n, k >> 5, 0, 0, oc_n);
       } else if (sat8 && (k & 15) == 0) {
-        tk_conv_b4_sat4(xs, filter, q, o, oc_n, k >> 4);
+        tk_conv_b4_sat4(xs, filter, q, o, oc_n, k >> 4, 0, 0, oc_n);
       } else if (sat8 && (k & 7) == 0) {
-        tk_conv_b4_sat(xs, filter, q, o, oc_n, k >> 3);
+        tk_conv_b4_sat(xs, filter, q, o, oc_n, k >> 3, 0, 0, oc_n);
       } else if (sat8) {
         const int last = (k & 3) ? oc_n - 1 : oc_n;
-        if (last > 0) tk_conv_b4_sat_g(xs, filter, q, o, last, kp >> 2, kp - k, oc_n);
+        const int groups = kp >> 2;
+        if (last > 0) {
+          tk_conv_b4_sat_g(xs, filter, q, o, last, (groups + 1) >> 1, groups & 1, kp - k, oc_n);
+        }
         if (last < oc_n) {
           block4_one_sat(xs, filter + (long)last * k, k, q + last, oc_n, o + last);
         }
@@ -817,477 +701,633 @@ static void conv_b4(const tk_conv_params *p, const int8_t *in, const int8_t *fil
   }
 }
 
-/* Convolution: per pair of output pixels, the two patches are expanded once to int16 pairs
- * (input offset added); then for every pair of output channels the int8 filter rows are read a
- * word at a time, sign-extended with SXTB16 and multiplied with SMLAD, 2 pixels x 2 channels.
- * Scratch: 2 * kp int16 patch values, then kp bytes for channel counts not a multiple of 4. */
-void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
-                  const int32_t *bias, int8_t *out) {
-  const int k = p->k_h * p->k_w * p->in_c;
-  const int kp = (k + 3) & ~3;
-  const int k4 = k >> 2, kt = k & 3;
-  const int npx = p->out_h * p->out_w;
-  const int oc_n = p->out_c;
-  const int small = p->small_acc;
-  tk_cq *cq = (tk_cq *)(void *)p->scratch;
-  tk_w32 *xs;
-  int8_t *tmp;
-  const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  int b, px, oc, i, fast = 1;
-  if (p->filter_in_c != p->in_c || !p->scratch || p->scratch_px < 4) {
-    tk_conv2d_s8_ref(p, in, filter, bias, out);
-    return;
-  }
-  xs = (tk_w32 *)(void *)(cq + oc_n);
-  if (conv_b4_prepare(p, bias, cq)) {
-    conv_b4(p, in, filter, cq, xs, out);
-    return;
-  }
-  for (oc = 0; oc < oc_n; ++oc) {
-    if (p->shift[oc] >= 0 || p->shift[oc] < -23 || p->mult[oc] < 0) fast = 0;
-  }
-  tmp = (int8_t *)(void *)(xs + kp);
-  for (b = 0; b < p->batches; ++b) {
-    const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
-    int8_t *bout = out + (long)b * npx * oc_n;
-    for (px = 0; px < npx; px += 2) {
-      const int two = px + 1 < npx;
-      int8_t *o = bout + (long)px * oc_n;
-      im2col(p, bin, px, xs, 0, kp, tmp);
-      im2col(p, bin, two ? px + 1 : px, xs, 1, kp, tmp);
-      oc = 0;
-      if (fast && two) {
-        if (small && (k & 3) == 0 && k <= 32) {
-          oc = pairs_fast_short(xs, filter, k, bias, p, o);
-        } else {
-          oc = small ? pairs_fast_small(xs, filter, k, bias, p, o)
-                     : pairs_fast_wide(xs, filter, k, bias, p, o);
-        }
-      }
-      for (; oc < oc_n; oc += 2) {
-        const int ob = oc + 1 < oc_n ? oc + 1 : oc;
-        const int8_t *wa = filter + (long)oc * k;
-        const int8_t *wb = filter + (long)ob * k;
-        const tk_w32 *x = xs;
-        int32_t s_aa = bias ? bias[oc] : 0, s_ab = bias ? bias[ob] : 0;
-        int32_t s_ba = s_aa, s_bb = s_ab;
-        if (k4 > 0) {
-          i = k4;
-          TK_MAC4_LOOP(i, x, wa, wb);
-        }
-        if (kt) {
-          const uint32_t ua = tail_word(wa, kt), ub = tail_word(wb, kt);
-          TK_MAC4(ua, ub, x);
-        }
-        if (fast) {
-          const int32_t ma = p->mult[oc], mb = p->mult[ob];
-          const int ra = -p->shift[oc], rb = -p->shift[ob];
-          o[oc] = rq_out(s_aa, ma, ra, small, out_off, lo, hi);
-          if (ob != oc) o[ob] = rq_out(s_ab, mb, rb, small, out_off, lo, hi);
-          if (two) {
-            o[oc_n + oc] = rq_out(s_ba, ma, ra, small, out_off, lo, hi);
-            if (ob != oc) o[oc_n + ob] = rq_out(s_bb, mb, rb, small, out_off, lo, hi);
-          }
-        } else {
-          const int32_t ma = p->mult[oc], mb = p->mult[ob];
-          const int32_t sa = p->shift[oc], sb = p->shift[ob];
-          o[oc] = rq_any(s_aa, ma, sa, small, out_off, lo, hi);
-          if (ob != oc) o[ob] = rq_any(s_ab, mb, sb, small, out_off, lo, hi);
-          if (two) {
-            o[oc_n + oc] = rq_any(s_ba, ma, sa, small, out_off, lo, hi);
-            if (ob != oc) o[oc_n + ob] = rq_any(s_bb, mb, sb, small, out_off, lo, hi);
-          }
-        }
-      }
-    }
-  }
+
+/* ---- Two channels x two pixels on int16 operands (every channel accepted by tk_rq) ----
+ *
+ * Both operands are widened into the work space, group by group (four k), in SXTB16 order
+ * (lo = k0/k2, hi = k1/k3):
+ * - patches of a pixel pair, holding input + offset: [p0 lo, p0 hi, p1 lo, p1 hi];
+ * - weights of a channel pair, doubled, as one buffer per pair: the four accumulator start
+ *   values (2 * bias of c0, c1, c0, c1), the groups [c0 lo, c0 hi, c1 lo, c1 hi], then the
+ *   tk_rq constants (mult, add, right) of c0 and of c1.
+ * A group is then two LDM and eight SMLAD (10 instructions per 16 MACs) into the accumulators
+ * (p0 c0, p0 c1, p1 c0, p1 c1), which hold 2 * acc for tk_rq. The groups are one unrolled run
+ * of TK_C2_GMAX (tk_c2_body) entered TK_C2_GROUP_BYTES * g bytes before its end, so the loop
+ * needs no counter register; longer rows rerun the whole body (chunks).
+ *
+ * The output pixels go in bands of scratch_px: the band's patches are built, then for each
+ * channel pair the asm runs all pixel pairs of the band (tk_c2*, one call for all pairs).
+ * scratch_mode TK_CONV_C2_ALL: every pair's weights are widened once per call; TK_CONV_C2_PAIR:
+ * one buffer, widened for each pair in every band. An odd last pixel runs as a pair with itself
+ * (its repeat stored to spare bytes), an odd last channel in C (block_c2). */
+#define TK_C2_GMAX 32
+#define TK_C2_GROUP_BYTES 40
+#define TK_C2_PAIR_WORDS(g) (10 + 4 * (g))
+
+#define TK_C2_GROUP                       \
+  "ldmia.w r12!, {r4, r5, r6, r7}\n\t"   \
+  "ldmia.w lr!, {r8, r9, r10, r11}\n\t"  \
+  "smlad r0, r4, r8, r0\n\t"             \
+  "smlad r0, r5, r9, r0\n\t"             \
+  "smlad r1, r4, r10, r1\n\t"            \
+  "smlad r1, r5, r11, r1\n\t"            \
+  "smlad r2, r6, r8, r2\n\t"             \
+  "smlad r2, r7, r9, r2\n\t"             \
+  "smlad r3, r6, r10, r3\n\t"            \
+  "smlad r3, r7, r11, r3\n\t"
+
+/* Frame of the tk_c2* functions: r4-r11 and lr pushed (36 bytes) below the caller's stack
+ * arguments (arguments 4.. at the caller's sp), then TK_C2_FRAME bytes of locals. */
+#define TK_C2_FRAME 56
+#define TK_C2_OUT 0     /* output of (p0, c0) of the current block */
+#define TK_C2_OC 4      /* bytes from p0 to p1 (output channels) */
+#define TK_C2_END 8     /* end of the band's patch words */
+#define TK_C2_RET 12    /* return address of the body (bit 0 set) */
+#define TK_C2_W 16      /* weight buffer of the current channel pair */
+#define TK_C2_ENTRY 20  /* entry into the body (first chunk) */
+#define TK_C2_LEFT 24   /* chunks still to run in this block */
+#define TK_C2_CHUNKS 28 /* chunks - 1 */
+#define TK_C2_LO 32     /* activation range, each byte (clamp variants) */
+#define TK_C2_HI 36
+#define TK_C2_XS 40     /* the band's patch words */
+#define TK_C2_OBASE 44  /* output of the current pair at the band's first pixel */
+#define TK_C2_PAIRS 48  /* channel pairs left */
+#define TK_C2_PBYTES 52 /* bytes from one pair's weight buffer to the next */
+#define TK_C2_ARG(i) (TK_C2_FRAME + 36 + 4 * ((i) - 4))
+#define TK_C2_SP(off) "[sp, #" TK_STR(off) "]"
+TK_STATIC_ASSERT(TK_C2_OUT == 0 && TK_C2_OC == 4 && TK_C2_END == 8,
+                 "ldm sp, {out, oc, end} after each block");
+TK_STATIC_ASSERT(TK_C2_W + 4 == TK_C2_ENTRY && TK_C2_LO + 4 == TK_C2_HI &&
+                     TK_C2_PAIRS + 4 == TK_C2_PBYTES,
+                 "ldrd/strd pairs of frame slots");
+
+/* The shared body: r12 patch words, lr weight words, r0..r3 accumulators; returns through the
+ * address in the caller's frame (TK_C2_RET). Every instruction is 32 bits wide. */
+extern const uint8_t tk_c2_body[], tk_c2_body_end[];
+__asm(".pushsection .text.tk_c2_body,\"ax\",%progbits\n\t"
+      ".syntax unified\n\t"
+      ".thumb\n\t"
+      ".align 2\n\t"
+      ".global tk_c2_body\n\t"
+      ".global tk_c2_body_end\n"
+      "tk_c2_body:\n\t"
+      ".rept " TK_STR(TK_C2_GMAX) "\n\t" TK_C2_GROUP ".endr\n"
+      "tk_c2_body_end:\n\t"
+      "ldr pc, [sp, #" TK_STR(TK_C2_RET) "]\n\t"
+      ".if tk_c2_body_end - tk_c2_body != " TK_STR(TK_C2_GMAX) " * " TK_STR(TK_C2_GROUP_BYTES)
+      "\n\t.error \"tk_c2_body: a group is not TK_C2_GROUP_BYTES long\"\n\t.endif\n\t"
+      ".size tk_c2_body, . - tk_c2_body\n\t"
+      ".popsection\n");
+
+/* tk_c2[c][k](xs, w, out, end, oc, entry, chunks - 1, lo4, hi4, pairs, pair_bytes): the
+ * pixel pairs of the band from xs to end, for `pairs` channel pairs whose weight buffers start
+ * at w, pair_bytes apart; out: output of the band's first pixel and the first pair's c0. c:
+ * clamp to [lo, hi] (each byte of lo4, hi4), else [-128, 127]; k: chunks1 > 0. */
+#define TK_C2_ARGS                                                                           \
+  const tk_w32 *xs, const tk_w32 *w, int8_t *out, const tk_w32 *end, int oc,                \
+      const void *entry, int chunks1, uint32_t lo4, uint32_t hi4, int pairs, int pair_bytes
+void tk_c2(TK_C2_ARGS);
+void tk_c2c(TK_C2_ARGS);
+void tk_c2k(TK_C2_ARGS);
+void tk_c2ck(TK_C2_ARGS);
+
+#define TK_C2_RQ(acc, m, add, right) TK_RQ_ASM("r10", acc, m, add, right) \
+  "ssat " acc ", #8, r10\n\t"
+
+/* Requantized accumulators to (p0: c0 c1) and (p1: c0 c1) at r10 and r10 + r11. */
+#define TK_C2_STORE_SAT                 \
+  "bfi r0, r1, #8, #8\n\t"              \
+  "strh r0, [r10]\n\t"                  \
+  "bfi r2, r3, #8, #8\n\t"              \
+  "strh r2, [r10, r11]\n\t"
+/* The same clamped to [lo, hi] four bytes at a time (SSUB8 sets GE per byte, SEL picks). */
+#define TK_C2_STORE_CLAMP                      \
+  "bfi r0, r1, #8, #8\n\t"                     \
+  "bfi r2, r3, #8, #8\n\t"                     \
+  "pkhbt r0, r0, r2, lsl #16\n\t"              \
+  "ldrd r4, r5, " TK_C2_SP(TK_C2_LO) "\n\t"    \
+  "ssub8 r1, r0, r4\n\t"                       \
+  "sel r0, r0, r4\n\t"                         \
+  "ssub8 r1, r5, r0\n\t"                       \
+  "sel r0, r0, r5\n\t"                         \
+  "strh r0, [r10]\n\t"                         \
+  "lsr r0, r0, #16\n\t"                        \
+  "strh r0, [r10, r11]\n\t"
+
+/* Chunked variants: each block runs the body chunks1 + 1 times. */
+#define TK_C2_CHUNK_START                      \
+  "ldr r5, " TK_C2_SP(TK_C2_CHUNKS) "\n\t"     \
+  "str r5, " TK_C2_SP(TK_C2_LEFT) "\n\t"
+#define TK_C2_CHUNK_AFTER                      \
+  "ldr r4, " TK_C2_SP(TK_C2_LEFT) "\n\t"       \
+  "subs r4, r4, #1\n\t"                        \
+  "bmi 7f\n\t"                                 \
+  "str r4, " TK_C2_SP(TK_C2_LEFT) "\n\t"       \
+  "b.w tk_c2_body\n"                           \
+  "7:\n\t"
+
+#define TK_C2_FN(name, chunk_start, chunk_after, store)                                     \
+  __asm(".pushsection .text." name ",\"ax\",%progbits\n\t"                                  \
+        ".syntax unified\n\t"                                                                 \
+        ".thumb\n\t"                                                                          \
+        ".align 2\n\t"                                                                        \
+        ".global " name "\n\t"                                                                \
+        ".thumb_func\n\t"                                                                     \
+        ".type " name ", %function\n" name ":\n\t"                                            \
+        "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                     \
+        "sub sp, sp, #" TK_STR(TK_C2_FRAME) "\n\t"                                            \
+        "adr r4, 8f\n\t"                                                                      \
+        "orr r4, r4, #1\n\t"                                                                  \
+        "str r4, " TK_C2_SP(TK_C2_RET) "\n\t"                                                 \
+        "ldr r4, " TK_C2_SP(TK_C2_ARG(5)) "\n\t"                                              \
+        "strd r1, r4, " TK_C2_SP(TK_C2_W) "\n\t"                                              \
+        "ldr r4, " TK_C2_SP(TK_C2_ARG(4)) "\n\t"                                              \
+        "strd r2, r4, " TK_C2_SP(TK_C2_OUT) "\n\t"                                            \
+        "str r2, " TK_C2_SP(TK_C2_OBASE) "\n\t"                                               \
+        "str r3, " TK_C2_SP(TK_C2_END) "\n\t"                                                 \
+        "str r0, " TK_C2_SP(TK_C2_XS) "\n\t"                                                  \
+        "ldr r4, " TK_C2_SP(TK_C2_ARG(6)) "\n\t"                                              \
+        "str r4, " TK_C2_SP(TK_C2_CHUNKS) "\n\t"                                              \
+        "ldr r4, " TK_C2_SP(TK_C2_ARG(7)) "\n\t"                                              \
+        "ldr r5, " TK_C2_SP(TK_C2_ARG(8)) "\n\t"                                              \
+        "strd r4, r5, " TK_C2_SP(TK_C2_LO) "\n\t"                                             \
+        "ldr r4, " TK_C2_SP(TK_C2_ARG(9)) "\n\t"                                              \
+        "ldr r5, " TK_C2_SP(TK_C2_ARG(10)) "\n\t"                                             \
+        "strd r4, r5, " TK_C2_SP(TK_C2_PAIRS) "\n\t"                                          \
+        "mov r12, r0\n"                                                                       \
+        "1:\n\t"                                                                              \
+        "ldrd lr, r4, " TK_C2_SP(TK_C2_W) "\n\t"                                              \
+        "ldm lr!, {r0, r1, r2, r3}\n\t"                                                       \
+        chunk_start                                                                           \
+        "mov pc, r4\n"                                                                        \
+        "8:\n\t"                                                                              \
+        chunk_after                                                                           \
+        "ldm lr!, {r4, r5, r6, r7, r8, r9}\n\t"                                               \
+        TK_C2_RQ("r0", "r4", "r5", "r6") TK_C2_RQ("r1", "r7", "r8", "r9")                     \
+        TK_C2_RQ("r2", "r4", "r5", "r6") TK_C2_RQ("r3", "r7", "r8", "r9")                     \
+        "ldm sp, {r10, r11, lr}\n\t"                                                         \
+        store                                                                                 \
+        "add r10, r10, r11, lsl #1\n\t"                                                       \
+        "str r10, " TK_C2_SP(TK_C2_OUT) "\n\t"                                                \
+        "cmp r12, lr\n\t"                                                                     \
+        "bne 1b\n\t"                                                                          \
+        "ldrd r4, r5, " TK_C2_SP(TK_C2_PAIRS) "\n\t"                                          \
+        "subs r4, r4, #1\n\t"                                                                 \
+        "beq 9f\n\t"                                                                          \
+        "str r4, " TK_C2_SP(TK_C2_PAIRS) "\n\t"                                               \
+        "ldr r4, " TK_C2_SP(TK_C2_W) "\n\t"                                                   \
+        "add r4, r4, r5\n\t"                                                                  \
+        "str r4, " TK_C2_SP(TK_C2_W) "\n\t"                                                   \
+        "ldr r10, " TK_C2_SP(TK_C2_OBASE) "\n\t"                                              \
+        "add r10, r10, #2\n\t"                                                                \
+        "str r10, " TK_C2_SP(TK_C2_OBASE) "\n\t"                                              \
+        "str r10, " TK_C2_SP(TK_C2_OUT) "\n\t"                                                \
+        "ldr r12, " TK_C2_SP(TK_C2_XS) "\n\t"                                                 \
+        "b 1b\n"                                                                              \
+        "9:\n\t"                                                                              \
+        "add sp, sp, #" TK_STR(TK_C2_FRAME) "\n\t"                                            \
+        "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"                                      \
+        ".size " name ", . - " name "\n\t"                                                    \
+        ".popsection\n")
+
+TK_C2_FN("tk_c2", "", "", TK_C2_STORE_SAT);
+TK_C2_FN("tk_c2c", "", "", TK_C2_STORE_CLAMP);
+TK_C2_FN("tk_c2k", TK_C2_CHUNK_START, TK_C2_CHUNK_AFTER, TK_C2_STORE_SAT);
+TK_C2_FN("tk_c2ck", TK_C2_CHUNK_START, TK_C2_CHUNK_AFTER, TK_C2_STORE_CLAMP);
+
+/* Widened words of one group of four k in a patch: lo at [0], hi at [1], 4 words per group. */
+#define TK_C2_XG 4
+
+/* n4 groups of four int8 into the pair layout at dst as x + off (o = off per lane). */
+static void expand_c2(const int8_t *src, int n4, uint32_t o, tk_w32 *dst) {
+  uint32_t w, lo, hi;
+  if (n4 <= 0) return;
+#define TK_EXP_ONE                              \
+  "ldr %[w], [%[s]], #4\n\t"                  \
+  "sxtab16 %[lo], %[o], %[w]\n\t"             \
+  "sxtab16 %[hi], %[o], %[w], ror #8\n\t"     \
+  "strd %[lo], %[hi], [%[d]], #16\n\t"
+  __asm volatile(
+      "tst %[n], #1\n\t"
+      "beq 2f\n\t"
+      TK_EXP_ONE
+      "2:\n\t"
+      "lsrs %[n], %[n], #1\n\t"
+      "beq 3f\n"
+      "1:\n\t"
+      TK_EXP_ONE
+      TK_EXP_ONE
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n"
+      "3:\n"
+      : [s] "+r"(src), [d] "+r"(dst), [n] "+r"(n4), [w] "=&r"(w), [lo] "=&r"(lo),
+        [hi] "=&r"(hi)
+      : [o] "r"(o)
+      : "cc", "memory");
+#undef TK_EXP_ONE
 }
-#undef TK_MAC4
-#undef TK_MAC4_LOOP
 
-#define TK_DW_MAX_TAPS 16
+/* Both pixels of a pair at once (s0, s1: their n4 >= 1 groups of channels): one STM per
+ * group. */
+__attribute__((noinline)) static void expand_pair_c2(const int8_t *s0, const int8_t *s1,
+                                                     int n4, uint32_t o, tk_w32 *dst) {
+  register uint32_t a __asm("r4"), b __asm("r5"), c __asm("r6"), d __asm("r7");
+  uint32_t u, v;
+  __asm volatile(
+      "1:\n\t"
+      "ldr %[u], [%[s0]], #4\n\t"
+      "ldr %[v], [%[s1]], #4\n\t"
+      "sxtab16 %[a], %[o], %[u]\n\t"
+      "sxtab16 %[b], %[o], %[u], ror #8\n\t"
+      "sxtab16 %[c], %[o], %[v]\n\t"
+      "sxtab16 %[d], %[o], %[v], ror #8\n\t"
+      "stm %[dst]!, {%[a], %[b], %[c], %[d]}\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n"
+      : [s0] "+r"(s0), [s1] "+r"(s1), [dst] "+r"(dst), [n] "+r"(n4), [u] "=&r"(u),
+        [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d)
+      : [o] "r"(o)
+      : "cc", "memory");
+}
 
-/* Depthwise, depth multiplier 1. Four channels per step: one word of input and one of filter
- * per tap, SXTB16 into (c0, c2) and (c1, c3), then SMLABB/SMLATT into four accumulators. The
- * input offset is folded into the bias. Scratch per channel: folded bias, multiplier, right
- * shift - 1, padding; then a row of zero-point bytes that padded taps read (contributing
- * w * (zp + offset) = 0). */
-typedef struct {
-  int32_t bias, mult, right1, unused;
-} tk_dwc;
+static void zero_c2(tk_w32 *dst, int n4) {
+  int i;
+  for (i = 0; i < n4; ++i, dst += TK_C2_XG) dst[0] = dst[1] = 0;
+}
 
-static inline uint32_t tk_sxtb16_ror8(uint32_t x) {
+static inline uint32_t tk_sxtab16_ror8(uint32_t a, uint32_t b) {
   uint32_t r;
-  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
 
-/* ---- Depthwise, groups of four channels with prepared weights (small accumulators) ----
- *
- * Scratch: per group of four channels one block of 16 + 2 * taps words: 2 * folded bias of the
- * four channels, then per tap the group's weights doubled and sign-extended to int16 in SXTB16
- * order ((c0, c2), (c1, c3)), then per channel multiplier, rounding addend (output offset folded
- * in) and right shift; after the blocks a zero-point row of 3 * c_n bytes that padded taps read.
- * Per tap and group: one input word, two SXTB16, one LDRD of weights and four SMLAxy. The
- * accumulators hold 2 * acc, requantized as in the convolution (SMMULR, one rounding shift,
- * SSAT or clamp). */
-#define TK_DW4_WORDS(taps) (16 + 2 * (taps))
-
-__attribute__((always_inline)) static inline void dw4_pixel_body(
-    const int8_t *const *ptr, int taps, int c_n, const int32_t *g, int8_t *o, int sat8,
-    int32_t lo, int32_t hi) {
-  int c, t;
-  for (c = 0; c < c_n; c += 4) {
-    int32_t a0 = g[0], a1 = g[1], a2 = g[2], a3 = g[3];
-    const int32_t *wide = g + 4, *rq;
-#pragma GCC unroll 9
-    for (t = 0; t < taps; ++t, wide += 2) {
-      const uint32_t xv = *(const tk_u32u *)(const void *)(ptr[t] + c);
-      const int32_t x02 = (int32_t)__sxtb16(xv), x13 = (int32_t)tk_sxtb16_ror8(xv);
-      const int32_t w02 = wide[0], w13 = wide[1];
-      a0 = __smlabb(x02, w02, a0);
-      a2 = __smlatt(x02, w02, a2);
-      a1 = __smlabb(x13, w13, a1);
-      a3 = __smlatt(x13, w13, a3);
+/* Word g of a 3x3 window over ic = 3 channels (k = 27: seven words) or ic = 1 (k = 9: three
+ * words) from its three rows of 3 * ic bytes, with loads that stay inside each row; the k past
+ * the window take the zero point (zp4: the zero point in every byte). */
+static inline uint32_t win_word(int ic, const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                int g, uint32_t zp4) {
+  if (ic == 1) {
+    switch (g) {
+      case 0:
+        return (uint32_t)*(const tk_u16u *)(const void *)r0 | (uint32_t)(uint8_t)r0[2] << 16 |
+               (uint32_t)(uint8_t)r1[0] << 24;
+      case 1:
+        return (uint32_t)*(const tk_u16u *)(const void *)(r1 + 1) |
+               (uint32_t)*(const tk_u16u *)(const void *)r2 << 16;
+      default: return (uint32_t)(uint8_t)r2[2] | (zp4 & 0xFFFFFF00u);
     }
-    rq = wide;
-    o[c] = cq_out(a0, rq[0], rq[1], rq[2], sat8, lo, hi);
-    o[c + 1] = cq_out(a1, rq[3], rq[4], rq[5], sat8, lo, hi);
-    o[c + 2] = cq_out(a2, rq[6], rq[7], rq[8], sat8, lo, hi);
-    o[c + 3] = cq_out(a3, rq[9], rq[10], rq[11], sat8, lo, hi);
-    g = rq + 12;
+  }
+  switch (g) {
+    case 0: return *(const tk_u32u *)(const void *)r0;
+    case 1: return *(const tk_u32u *)(const void *)(r0 + 4);
+    case 2: return (uint32_t)(uint8_t)r0[8] | (*(const tk_u32u *)(const void *)r1 << 8);
+    case 3: return *(const tk_u32u *)(const void *)(r1 + 3);
+    case 4:
+      return (uint32_t)*(const tk_u16u *)(const void *)(r1 + 7) |
+             (*(const tk_u32u *)(const void *)r2 << 16);
+    case 5: return *(const tk_u32u *)(const void *)(r2 + 2);
+    default: return (*(const tk_u32u *)(const void *)(r2 + 5) >> 8) | (zp4 & 0xFF000000u);
   }
 }
 
-__attribute__((noinline)) static void dw4_pixel9_sat(const int8_t *const *ptr, int c_n,
-                                                     const int32_t *g, int8_t *o) {
-  dw4_pixel_body(ptr, 9, c_n, g, o, 1, -128, 127);
+/* Patch of one such window into slot `d` of the pair layout. */
+__attribute__((always_inline)) static inline void win_patch(int ic, const int8_t *r0,
+                                                            const int8_t *r1, const int8_t *r2,
+                                                            uint32_t zp4, uint32_t o, tk_w32 *d) {
+  const int n = ic == 1 ? 3 : 7;
+  int g;
+#pragma GCC unroll 7
+  for (g = 0; g < n; ++g, d += TK_C2_XG) {
+    const uint32_t w = win_word(ic, r0, r1, r2, g, zp4);
+    d[0] = (int32_t)__sxtab16(o, w);
+    d[1] = (int32_t)tk_sxtab16_ror8(o, w);
+  }
 }
 
-__attribute__((noinline)) static void dw4_pixel_any(const int8_t *const *ptr, int taps, int c_n,
-                                                    const int32_t *g, int8_t *o, int32_t lo,
-                                                    int32_t hi) {
-  dw4_pixel_body(ptr, taps, c_n, g, o, 0, lo, hi);
-}
-
-/* 3x3, dilation 1 along x, activation range [-128, 127]: all channels of npx output pixels of
- * one row. r0..r2: the three input rows at the first window's first column (or a row of zero
- * points); cn4 = c_n - 4; g: the group blocks; groups = c_n / 4; adv: bytes from the end of one
- * window's first column to the next window (stride - 1 pixels). One group per inner loop: 107
- * instructions for 36 MACs. */
-typedef struct {
-  const int8_t *r0, *r1, *r2;
-  int32_t cn4;
-  const int32_t *g;
-  int8_t *o;
-  int32_t groups, npx, adv;
-} tk_dw_run;
-
-void tk_dw3x3_sat_run(const tk_dw_run *a);
-#define TK_DW_TAP(addr)                  \
-  "ldr r12, " addr "\n\t"                \
-  "ldrd r10, r11, [r9], #8\n\t"          \
-  "sxtb16 lr, r12\n\t"                   \
-  "sxtb16 r12, r12, ror #8\n\t"          \
-  "smlabb r0, lr, r10, r0\n\t"           \
-  "smlatt r2, lr, r10, r2\n\t"           \
-  "smlabb r1, r12, r11, r1\n\t"          \
-  "smlatt r3, r12, r11, r3\n\t"
-#define TK_DW_ROW(r) TK_DW_TAP("[" r "], #4") TK_DW_TAP("[" r ", r7]") TK_DW_TAP("[" r ", r8]")
-#define TK_DW_RQ(r)                      \
-  "ldm r9!, {r10, r11, r12}\n\t"         \
-  "smmlar lr, " r ", r10, r11\n\t"       \
-  "sub lr, lr, " r ", lsr #31\n\t"       \
-  "asr lr, lr, r12\n\t"                  \
-  "ssat " r ", #8, lr\n\t"
-
-__asm(
-    ".pushsection .text.tk_dw3x3_sat_run,\"ax\",%progbits\n\t"
-    ".syntax unified\n\t"
-    ".thumb\n\t"
-    ".align 2\n\t"
-    ".global tk_dw3x3_sat_run\n\t"
-    ".thumb_func\n\t"
-    ".type tk_dw3x3_sat_run, %function\n"
-    "tk_dw3x3_sat_run:\n\t"
-    "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-    "sub sp, sp, #16\n\t"
-    "str r0, [sp, #8]\n\t"
-    "ldm r0, {r4, r5, r6, r7}\n\t"
-    "add r8, r7, r7\n\t"
-    "add r8, r8, #4\n\t"
-    "ldr r1, [r0, #20]\n\t"
-    "str r1, [sp]\n\t"
-    "ldr r1, [r0, #28]\n\t"
-    "str r1, [sp, #12]\n"
-    "5:\n\t"
-    "ldr r0, [sp, #8]\n\t"
-    "ldr r9, [r0, #16]\n\t"
-    "ldr r1, [r0, #24]\n\t"
-    "str r1, [sp, #4]\n"
-    "1:\n\t"
-    "ldm r9!, {r0, r1, r2, r3}\n\t"
-    TK_DW_ROW("r4") TK_DW_ROW("r5") TK_DW_ROW("r6")
-    TK_DW_RQ("r0") TK_DW_RQ("r1") TK_DW_RQ("r2") TK_DW_RQ("r3")
-    "bfi r0, r1, #8, #8\n\t"
-    "bfi r0, r2, #16, #8\n\t"
-    "bfi r0, r3, #24, #8\n\t"
-    "ldr r12, [sp]\n\t"
-    "str r0, [r12], #4\n\t"
-    "str r12, [sp]\n\t"
-    "ldr r12, [sp, #4]\n\t"
-    "subs r12, r12, #1\n\t"
-    "str r12, [sp, #4]\n\t"
-    "bne 1b\n\t"
-    "ldr r0, [sp, #8]\n\t"
-    "ldr r1, [r0, #32]\n\t"
-    "add r4, r4, r1\n\t"
-    "add r5, r5, r1\n\t"
-    "add r6, r6, r1\n\t"
-    "ldr r1, [sp, #12]\n\t"
-    "subs r1, r1, #1\n\t"
-    "str r1, [sp, #12]\n\t"
-    "bne 5b\n\t"
-    "add sp, sp, #16\n\t"
-    "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
-    ".size tk_dw3x3_sat_run, . - tk_dw3x3_sat_run\n\t"
-    ".popsection\n");
-#undef TK_DW_TAP
-#undef TK_DW_ROW
-#undef TK_DW_RQ
-
-
-/* 3x3 depthwise, dilation 1 along x, range [-128, 127], prepared groups: output rows whose
- * windows lie inside the image vertically run their interior pixels as one asm call, other
- * pixels without a padded column one by one with padded rows reading zrow (3 * c_n zero
- * points); pixels with a padded column take the C loop over tap pointers. Raster order. */
-static void dw3x3_sat(const tk_conv_params *p, const int8_t *bin, int8_t *bout,
-                      const int32_t *blocks, const int8_t *zrow) {
-  const int c_n = p->out_c, sw = p->stride_w;
-  const long rowb = (long)p->in_w * c_n;
-  int ox_lo = (p->pad_w + sw - 1) / sw, ox_hi = p->in_w - 3 + p->pad_w;
-  int oy, ox, ky, kx;
-  tk_dw_run a;
-  ox_hi = ox_hi < 0 ? -1 : ox_hi / sw;
-  if (ox_hi > p->out_w - 1) ox_hi = p->out_w - 1;
-  a.cn4 = c_n - 4;
-  a.g = blocks;
-  a.groups = c_n >> 2;
-  for (oy = 0; oy < p->out_h; ++oy) {
-    const int y0 = oy * p->stride_h - p->pad_h;
-    const int8_t *rp[3];
-    int rows_in = 1;
-    for (ky = 0; ky < 3; ++ky) {
-      const int y = y0 + ky * p->dil_h;
-      const int in = y >= 0 && y < p->in_h;
-      rp[ky] = in ? bin + (long)y * rowb : NULL;
-      rows_in &= in;
-    }
-    for (ox = 0; ox < p->out_w; ++ox) {
-      const int x0 = ox * sw - p->pad_w;
-      a.o = bout + ((long)oy * p->out_w + ox) * c_n;
-      if (ox >= ox_lo && ox <= ox_hi) {
-        a.r0 = rp[0] ? rp[0] + (long)x0 * c_n : zrow;
-        a.r1 = rp[1] ? rp[1] + (long)x0 * c_n : zrow;
-        a.r2 = rp[2] ? rp[2] + (long)x0 * c_n : zrow;
-        a.npx = rows_in ? ox_hi - ox + 1 : 1;
-        a.adv = (sw - 1) * c_n;
-        tk_dw3x3_sat_run(&a);
-        if (rows_in) ox = ox_hi;
-        continue;
-      }
-      {
-        const int8_t *ptr[9];
-        for (ky = 0; ky < 3; ++ky) {
-          for (kx = 0; kx < 3; ++kx) {
-            const int x = x0 + kx;
-            ptr[ky * 3 + kx] = rp[ky] && x >= 0 && x < p->in_w ? rp[ky] + (long)x * c_n : zrow;
-          }
-        }
-        dw4_pixel9_sat(ptr, c_n, blocks, a.o);
-      }
+/* m pixel pairs of windows inside one output row (r0..r2: the first window's rows, s0..s2:
+ * bytes from one window to the next in each row, 0 for a row of zero points) into m
+ * consecutive pair slots of the layout (xw words each). */
+__attribute__((always_inline)) static inline void win_patch2(int ic, const int8_t *r0,
+                                                             const int8_t *r1, const int8_t *r2,
+                                                             int s0, int s1, int s2,
+                                                             uint32_t zp4, uint32_t o,
+                                                             tk_w32 *d, int xw, int m) {
+  const int n = ic == 1 ? 3 : 7;
+  int g;
+  for (; m > 0; --m, d += xw, r0 += 2 * s0, r1 += 2 * s1, r2 += 2 * s2) {
+    const int8_t *q0 = r0 + s0, *q1 = r1 + s1, *q2 = r2 + s2;
+    tk_w32 *e = d;
+#pragma GCC unroll 7
+    for (g = 0; g < n; ++g, e += TK_C2_XG) {
+      const uint32_t wa = win_word(ic, r0, r1, r2, g, zp4);
+      const uint32_t wb = win_word(ic, q0, q1, q2, g, zp4);
+      e[0] = (int32_t)__sxtab16(o, wa);
+      e[1] = (int32_t)tk_sxtab16_ror8(o, wa);
+      e[2] = (int32_t)__sxtab16(o, wb);
+      e[3] = (int32_t)tk_sxtab16_ror8(o, wb);
     }
   }
 }
 
-/* Fills the group blocks; 0 if the path does not apply. */
-static int dw4_prepare(const tk_conv_params *p, const int8_t *filter, const int32_t *bias,
-                       int taps, int32_t *blocks) {
-  const int c_n = p->out_c;
-  int c, t, j;
-  if (!p->small_acc || (c_n & 3) ||
-      p->scratch_px < 4 * c_n + taps * c_n / 2 + (3 * c_n + 3) / 4) {
-    return 0;
-  }
-  for (c = 0; c < c_n; ++c) {
-    if (p->shift[c] > -1 || p->shift[c] < -22 || p->mult[c] < 0) return 0;
-  }
-  for (c = 0; c < c_n; c += 4) {
-    int32_t *g = blocks + (long)(c >> 2) * TK_DW4_WORDS(taps);
-    int32_t *rq = g + 4 + 2 * taps;
-    uint32_t s02 = 0, s13 = 0; /* per-channel weight sums in int16 lanes (|sum| <= 16 * 128) */
-    int32_t sum[4];
-    for (t = 0; t < taps; ++t) {
-      const uint32_t w = *(const tk_u32u *)(const void *)(filter + (long)t * c_n + c);
-      const uint32_t lo = __sxtb16(w), hi = __sxtb16(tk_ror8(w));
-      s02 = __sadd16(s02, lo);
-      s13 = __sadd16(s13, hi);
-      g[4 + 2 * t] = (int32_t)__sadd16(lo, lo);
-      g[5 + 2 * t] = (int32_t)__sadd16(hi, hi);
-    }
-    sum[0] = (int16_t)s02;
-    sum[1] = (int16_t)s13;
-    sum[2] = (int16_t)(s02 >> 16);
-    sum[3] = (int16_t)(s13 >> 16);
-    for (j = 0; j < 4; ++j) {
-      const int32_t right = -p->shift[c + j];
-      g[j] = (int32_t)(2u * ((uint32_t)(bias ? bias[c + j] : 0) +
-                             (uint32_t)p->in_offset * (uint32_t)sum[j]));
-      rq[3 * j] = p->mult[c + j];
-      rq[3 * j + 1] =
-          (int32_t)(((uint32_t)1 << (right - 1)) + ((uint32_t)p->out_offset << right));
-      rq[3 * j + 2] = right;
-    }
-  }
-  return 1;
+#define TK_WIN_ARGS1 const int8_t *r0, const int8_t *r1, const int8_t *r2, uint32_t zp4, \
+    uint32_t o, tk_w32 *d
+#define TK_WIN_ARGS2 const int8_t *r0, const int8_t *r1, const int8_t *r2, int s0, int s1, \
+    int s2, uint32_t zp4, uint32_t o, tk_w32 *d, int xw, int m
+__attribute__((noinline)) static void win1_patch(TK_WIN_ARGS1) {
+  win_patch(1, r0, r1, r2, zp4, o, d);
+}
+__attribute__((noinline)) static void win3_patch(TK_WIN_ARGS1) {
+  win_patch(3, r0, r1, r2, zp4, o, d);
+}
+__attribute__((noinline)) static void win1_patch2(TK_WIN_ARGS2) {
+  win_patch2(1, r0, r1, r2, s0, s1, s2, zp4, o, d, xw, m);
+}
+__attribute__((noinline)) static void win3_patch2(TK_WIN_ARGS2) {
+  win_patch2(3, r0, r1, r2, s0, s1, s2, zp4, o, d, xw, m);
 }
 
-static inline int8_t dw_rq(int32_t acc, const tk_dwc *q, int small, int32_t off, int32_t lo,
-                           int32_t hi) {
-  int32_t v;
-  if (small) {
-    v = tk_smmulr((int32_t)((uint32_t)acc << 1), q->mult);
-  } else {
-    v = (int32_t)(((int64_t)acc * q->mult + ((int64_t)1 << 30)) >> 31);
-  }
-  v = tk_round_shift(v, q->right1) + off;
-  v = v < lo ? lo : v;
-  return (int8_t)(v > hi ? hi : v);
-}
-
-/* All channels of one output pixel, given its tap pointers. */
-static inline void dw_pixel(const tk_conv_params *p, const int8_t *const *ptr, int taps,
-                            const int8_t *filter, const tk_dwc *q, int8_t *o, int small) {
-  const int c_n = p->out_c, c4 = c_n & ~3;
-  const int32_t off = p->out_offset, lo = p->act_min, hi = p->act_max;
-  int c, t;
-  for (c = 0; c < c4; c += 4, q += 4) {
-    int32_t a0 = q[0].bias, a1 = q[1].bias, a2 = q[2].bias, a3 = q[3].bias;
-    const int8_t *f = filter + c;
-for (t = 0; t < taps; ++t, f += c_n) {
-      const uint32_t xv = *(const tk_u32u *)(const void *)(ptr[t] + c);
-      const uint32_t wv = *(const tk_u32u *)(const void *)f;
-      const uint32_t x02 = __sxtb16(xv), x13 = tk_sxtb16_ror8(xv);
-      const uint32_t w02 = __sxtb16(wv), w13 = tk_sxtb16_ror8(wv);
-      a0 = __smlabb((int32_t)x02, (int32_t)w02, a0);
-      a2 = __smlatt((int32_t)x02, (int32_t)w02, a2);
-      a1 = __smlabb((int32_t)x13, (int32_t)w13, a1);
-      a3 = __smlatt((int32_t)x13, (int32_t)w13, a3);
-    }
-    o[c] = dw_rq(a0, q, small, off, lo, hi);
-    o[c + 1] = dw_rq(a1, q + 1, small, off, lo, hi);
-    o[c + 2] = dw_rq(a2, q + 2, small, off, lo, hi);
-    o[c + 3] = dw_rq(a3, q + 3, small, off, lo, hi);
-  }
-  for (; c < c_n; ++c, ++q) {
-    int32_t acc = q->bias;
-    for (t = 0; t < taps; ++t) acc += (int32_t)ptr[t][c] * filter[(long)t * c_n + c];
-    o[c] = dw_rq(acc, q, small, off, lo, hi);
-  }
-}
-
-__attribute__((noinline)) static void dw_pixel_small(const tk_conv_params *p,
-                                                     const int8_t *const *ptr, int taps,
-                                                     const int8_t *filter, const tk_dwc *q,
-                                                     int8_t *o) {
-  dw_pixel(p, ptr, taps, filter, q, o, 1);
-}
-
-__attribute__((noinline)) static void dw_pixel_wide(const tk_conv_params *p,
-                                                    const int8_t *const *ptr, int taps,
-                                                    const int8_t *filter, const tk_dwc *q,
-                                                    int8_t *o) {
-  dw_pixel(p, ptr, taps, filter, q, o, 0);
-}
-
-void tk_depthwise_conv2d_s8(const tk_conv_params *p, int depth_mult, const int8_t *in,
-                            const int8_t *filter, const int32_t *bias, int8_t *out) {
-  const int taps = p->k_h * p->k_w;
-  const int c_n = p->out_c;
-  tk_dwc *q = (tk_dwc *)(void *)p->scratch;
-  int8_t *zrow;
-  const int8_t *ptr[TK_DW_MAX_TAPS];
-  long offs[TK_DW_MAX_TAPS];
-  const int y_span = (p->k_h - 1) * p->dil_h, x_span = (p->k_w - 1) * p->dil_w;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  const int sat8 = lo == -128 && hi == 127;
-  int32_t *blocks;
-  const int asm3 = sat8 && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
-  int b, oy, ox, c, t, ky, kx, fast4;
-  if (depth_mult != 1 || !q || taps > TK_DW_MAX_TAPS ||
-      p->scratch_px < 4 * c_n + (c_n + 3) / 4) {
-    tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
-    return;
-  }
-  blocks = (int32_t *)(void *)p->scratch;
-  fast4 = dw4_prepare(p, filter, bias, taps, blocks);
-  for (c = 0; c < c_n && !fast4; ++c) {
-    uint32_t sum = 0;
-    if (p->shift[c] >= 0 || p->shift[c] < -23 || p->mult[c] < 0) {
-      tk_depthwise_conv2d_s8_ref(p, depth_mult, in, filter, bias, out);
+/* Patch of the output pixel whose window starts at (y0, x0) into the pair layout at dst
+ * (= pair base + 2 * slot). */
+static void patch_c2(const tk_conv_params *p, const int8_t *in, int y0, int x0, tk_w32 *dst,
+                     int kp, int8_t *tmp, uint32_t o) {
+  const int ic = p->in_c;
+  int ky, kx, k = 0;
+  if ((ic & 3) == 0) {
+    if (p->k_h == 1 && p->k_w == 1 && y0 >= 0 && x0 >= 0) {
+      expand_c2(in + ((long)y0 * p->in_w + x0) * ic, ic >> 2, o, dst);
       return;
     }
-    for (t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)filter[(long)t * c_n + c];
-    q[c].bias = tk_wrap32((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->in_offset * sum);
-    q[c].mult = p->mult[c];
-    q[c].right1 = -p->shift[c] - 1;
-    q[c].unused = 0;
+    if (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
+      const int run = p->k_w * ic;
+      for (ky = 0; ky < p->k_h; ++ky, k += run) {
+        const int y = y0 + p->dil_h * ky;
+        if (y >= 0 && y < p->in_h) {
+          expand_c2(in + ((long)y * p->in_w + x0) * ic, run >> 2, o, dst + k);
+        } else {
+          zero_c2(dst + k, run >> 2);
+        }
+      }
+      return;
+    }
+    for (ky = 0; ky < p->k_h; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      for (kx = 0; kx < p->k_w; ++kx, k += ic) {
+        const int x = x0 + p->dil_w * kx;
+        if (y >= 0 && y < p->in_h && x >= 0 && x < p->in_w) {
+          expand_c2(in + ((long)y * p->in_w + x) * ic, ic >> 2, o, dst + k);
+        } else {
+          zero_c2(dst + k, ic >> 2);
+        }
+      }
+    }
+    return;
   }
-  zrow = fast4 ? (int8_t *)(void *)(blocks + (c_n >> 2) * TK_DW4_WORDS(taps))
-               : (int8_t *)(void *)(q + c_n);
-  memset(zrow, (int8_t)(-p->in_offset), (size_t)(fast4 ? 3 * c_n : c_n));
-  for (ky = 0, t = 0; ky < p->k_h; ++ky) {
-    for (kx = 0; kx < p->k_w; ++kx, ++t) {
-      offs[t] = ((long)ky * p->dil_h * p->in_w + (long)kx * p->dil_w) * c_n;
+  gather_bytes(p, in, y0, x0, kp, tmp);
+  expand_c2(tmp, kp >> 2, o, dst);
+}
+
+/* Patches of 3x3 windows over ic = 1 or 3 channels for pixels px0 .. px0 + n - 1: per output
+ * row the three row pointers once, stepped along it; pairs of windows inside along x built
+ * together, windows with a padded column by patch_c2. */
+static void patches_win(const tk_conv_params *p, const int8_t *in, int px0, int n, tk_w32 *xs,
+                        int xw, int kp, int8_t *tmp, uint32_t o) {
+  const int ic = p->in_c;
+  const uint32_t zp4 = (uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u;
+  const uint32_t zrow[3] = {zp4, zp4, zp4};
+  const int sw = p->stride_w, step = ic * sw;
+  void (*one)(TK_WIN_ARGS1) = ic == 1 ? win1_patch : win3_patch;
+  void (*two)(TK_WIN_ARGS2) = ic == 1 ? win1_patch2 : win3_patch2;
+  /* Output columns whose windows lie inside along x. */
+  const int lo_x = (p->pad_w + sw - 1) / sw, hi_x = p->in_w - 3 + p->pad_w;
+  const int hi = hi_x < 0 ? -1 : (hi_x / sw < p->out_w - 1 ? hi_x / sw : p->out_w - 1);
+  int oy = px0 / p->out_w, ox = px0 - oy * p->out_w, j = 0, ky;
+  while (j < n) {
+    const int y0 = oy * p->stride_h - p->pad_h;
+    const int end = j + (p->out_w - ox < n - j ? p->out_w - ox : n - j);
+    const int8_t *r[3];
+    int st[3];
+    for (ky = 0; ky < 3; ++ky) {
+      const int y = y0 + p->dil_h * ky;
+      const int in_y = y >= 0 && y < p->in_h;
+      r[ky] = in_y ? in + ((long)y * p->in_w + ox * sw - p->pad_w) * ic
+                   : (const int8_t *)(const void *)zrow;
+      st[ky] = in_y ? step : 0;
+    }
+    while (j < end) {
+      tk_w32 *d = xs + (long)(j >> 1) * xw + 2 * (j & 1);
+      if (!(j & 1) && j + 1 < end && ox >= lo_x && ox + 1 <= hi) {
+        /* Pairs of windows inside along x up to the row's end or the padded columns. */
+        int m = (end - j) >> 1;
+        if (m > (hi - ox + 1) >> 1) m = (hi - ox + 1) >> 1;
+        two(r[0], r[1], r[2], st[0], st[1], st[2], zp4, o, d, xw, m);
+        for (ky = 0; ky < 3; ++ky) r[ky] += 2 * m * st[ky];
+        j += 2 * m;
+        ox += 2 * m;
+        continue;
+      }
+      if (ox >= lo_x && ox <= hi) {
+        one(r[0], r[1], r[2], zp4, o, d);
+      } else {
+        patch_c2(p, in, y0, ox * sw - p->pad_w, d, kp, tmp, o);
+      }
+      for (ky = 0; ky < 3; ++ky) r[ky] += st[ky];
+      ++j;
+      ++ox;
+    }
+    ox = 0;
+    ++oy;
+  }
+}
+
+/* Patches of pixels px0 .. px0 + n - 1 into the pair layout (pixel j at xs + (j / 2) * xw +
+ * 2 * (j % 2)); an odd n repeats the last pixel in the free slot. */
+static void patches_c2(const tk_conv_params *p, const int8_t *in, int px0, int n, tk_w32 *xs,
+                       int xw, int kp, int8_t *tmp, uint32_t o) {
+  const int ic = p->in_c;
+  int j;
+  if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
+      p->pad_w == 0 && (ic & 3) == 0 && p->in_w == p->out_w) {
+    /* Pointwise, stride 1: the pixels are consecutive in the input. */
+    const int8_t *src = in + (long)px0 * ic;
+    for (j = 0; j + 1 < n; j += 2, src += 2 * ic, xs += xw) {
+      expand_pair_c2(src, src + ic, ic >> 2, o, xs);
+    }
+    if (n & 1) expand_pair_c2(src, src, ic >> 2, o, xs);
+    return;
+  }
+  if ((ic == 1 || ic == 3) && p->k_h == 3 && p->k_w == 3 && p->dil_w == 1) {
+    patches_win(p, in, px0, n, xs, xw, kp, tmp, o);
+  } else {
+    int oy = px0 / p->out_w, ox = px0 - oy * p->out_w;
+    for (j = 0; j < n; ++j) {
+      patch_c2(p, in, oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w,
+               xs + (long)(j >> 1) * xw + 2 * (j & 1), kp, tmp, o);
+      if (++ox == p->out_w) ox = 0, ++oy;
+    }
+  }
+  if (n & 1) {
+    tk_w32 *d = xs + (long)(n >> 1) * xw;
+    for (j = 0; j < xw; j += TK_C2_XG) d[j + 2] = d[j], d[j + 3] = d[j + 1];
+  }
+}
+
+/* n4 >= 1 groups of two weight rows, doubled and widened into dst: one STM per group. */
+__attribute__((noinline)) static void widen_pair_c2(const int8_t *wa, const int8_t *wb,
+                                                    int n4, tk_w32 *dst) {
+  register uint32_t a __asm("r4"), b __asm("r5"), c __asm("r6"), d __asm("r7");
+  uint32_t u, v;
+  __asm volatile(
+      "1:\n\t"
+      "ldr %[u], [%[wa]], #4\n\t"
+      "ldr %[v], [%[wb]], #4\n\t"
+      "sxtb16 %[a], %[u]\n\t"
+      "sxtb16 %[b], %[u], ror #8\n\t"
+      "sxtb16 %[c], %[v]\n\t"
+      "sxtb16 %[d], %[v], ror #8\n\t"
+      "sadd16 %[a], %[a], %[a]\n\t"
+      "sadd16 %[b], %[b], %[b]\n\t"
+      "sadd16 %[c], %[c], %[c]\n\t"
+      "sadd16 %[d], %[d], %[d]\n\t"
+      "stm %[dst]!, {%[a], %[b], %[c], %[d]}\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n"
+      : [wa] "+r"(wa), [wb] "+r"(wb), [dst] "+r"(dst), [n] "+r"(n4), [u] "=&r"(u),
+        [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d)
+      :
+      : "cc", "memory");
+}
+
+/* The buffer of channel pair (c0, c1) (c1 = c0 for an odd last channel). */
+static void pair_weights(const tk_conv_params *p, const int8_t *filter, const int32_t *bias,
+                         int k, int c0, int c1, tk_w32 *d) {
+  const int k4 = k >> 2, kt = k & 3;
+  const int8_t *wa = filter + (long)c0 * k, *wb = filter + (long)c1 * k;
+  int j;
+  d[0] = d[2] = (int32_t)(2u * (uint32_t)(bias ? bias[c0] : 0));
+  d[1] = d[3] = (int32_t)(2u * (uint32_t)(bias ? bias[c1] : 0));
+  d += 4;
+  if (k4) widen_pair_c2(wa, wb, k4, d);
+  d += 4 * k4;
+  if (kt) {
+    /* The last k & 3 weights of each row, zero-padded (never read past the row). */
+    const uint32_t ua = tail_word(wa + 4 * k4, kt), ub = tail_word(wb + 4 * k4, kt);
+    const uint32_t a0 = __sxtb16(ua), a1 = tk_sxtb16_ror8(ua);
+    const uint32_t b0 = __sxtb16(ub), b1 = tk_sxtb16_ror8(ub);
+    d[0] = (int32_t)__sadd16(a0, a0);
+    d[1] = (int32_t)__sadd16(a1, a1);
+    d[2] = (int32_t)__sadd16(b0, b0);
+    d[3] = (int32_t)__sadd16(b1, b1);
+    d += 4;
+  }
+  for (j = 0; j < 2; ++j) {
+    const int c = j ? c1 : c0;
+    d[3 * j] = p->mult[c];
+    d[3 * j + 1] = tk_rq_add(-p->shift[c], p->out_offset);
+    d[3 * j + 2] = -p->shift[c];
+  }
+}
+
+/* An odd last channel in C: n_px pixels of a pair (its c1 is a copy of c0, not stored). */
+__attribute__((noinline)) static void block_c2(const tk_w32 *x, const tk_w32 *w, int groups,
+                                               int8_t *o, int oc, int n_px, int32_t lo,
+                                               int32_t hi) {
+  int32_t a0 = w[0], a2 = w[2];
+  const int32_t *rq;
+  int g;
+  w += 4;
+  for (g = 0; g < groups; ++g, x += TK_C2_XG, w += 4) {
+    a0 = __smlad(x[0], w[0], __smlad(x[1], w[1], a0));
+    a2 = __smlad(x[2], w[0], __smlad(x[3], w[1], a2));
+  }
+  rq = w;
+  o[0] = tk_act(tk_rq(a0, rq[0], rq[1], rq[2]), lo, hi);
+  if (n_px > 1) o[oc] = tk_act(tk_rq(a2, rq[0], rq[1], rq[2]), lo, hi);
+}
+
+/* scratch_mode values of conv_c2 (conv_b4 is TK_CONV_B4). */
+#define TK_CONV_B4 0
+#define TK_CONV_C2_PAIR 1
+#define TK_CONV_C2_ALL 2
+
+typedef void (*tk_c2_fn)(TK_C2_ARGS);
+
+static void conv_c2(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                    const int32_t *bias, int8_t *out) {
+  const int k = p->k_h * p->k_w * p->in_c;
+  const int kp = (k + 3) & ~3, groups = kp >> 2;
+  const int npx = p->out_h * p->out_w, oc = p->out_c, pairs = oc >> 1, odd_c = oc & 1;
+  const int pw = TK_C2_PAIR_WORDS(groups), xw = groups * TK_C2_XG;
+  const int band = p->scratch_px, all_w = p->scratch_mode == TK_CONV_C2_ALL;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  const int clamp = lo != -128 || hi != 127;
+  const int chunks = (groups + TK_C2_GMAX - 1) / TK_C2_GMAX;
+  const void *entry = tk_c2_body_end - TK_C2_GROUP_BYTES * (groups - TK_C2_GMAX * (chunks - 1));
+  const uint32_t lo4 = (uint8_t)lo * 0x01010101u, hi4 = (uint8_t)hi * 0x01010101u;
+  const uint32_t off16 = (uint32_t)p->in_offset & 0xFFFF, o = off16 | (off16 << 16);
+  static const tk_c2_fn fns[2][2] = {{tk_c2, tk_c2k}, {tk_c2c, tk_c2ck}};
+  const tk_c2_fn run = fns[clamp][chunks > 1];
+  tk_w32 *wbuf = (tk_w32 *)(void *)p->scratch;
+  tk_w32 *xs = wbuf + (long)pw * (all_w ? pairs + odd_c : 1);
+  int8_t *tmp = (int8_t *)(void *)(xs + (long)(band >> 1) * xw);
+  int8_t *spare = tmp + kp;
+  int b, px, cp, j;
+  if (all_w) {
+    for (cp = 0; cp < pairs + odd_c; ++cp) {
+      pair_weights(p, filter, bias, k, 2 * cp, 2 * cp + 1 < oc ? 2 * cp + 1 : 2 * cp,
+                   wbuf + (long)cp * pw);
     }
   }
   for (b = 0; b < p->batches; ++b) {
-    const int8_t *bin = in + (long)b * p->in_h * p->in_w * c_n;
-    if (fast4 && asm3) {
-      dw3x3_sat(p, bin, out + (long)b * p->out_h * p->out_w * c_n, blocks, zrow);
-      continue;
-    }
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int y0 = oy * p->stride_h - p->pad_h;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int x0 = ox * p->stride_w - p->pad_w;
-        int8_t *o = out + (((long)b * p->out_h + oy) * p->out_w + ox) * c_n;
-        if (y0 >= 0 && y0 + y_span < p->in_h && x0 >= 0 && x0 + x_span < p->in_w) {
-          const int8_t *base = bin + ((long)y0 * p->in_w + x0) * c_n;
-          for (t = 0; t < taps; ++t) ptr[t] = base + offs[t];
-        } else {
-          for (ky = 0, t = 0; ky < p->k_h; ++ky) {
-            const int y = y0 + ky * p->dil_h;
-            for (kx = 0; kx < p->k_w; ++kx, ++t) {
-              const int x = x0 + kx * p->dil_w;
-              ptr[t] = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w
-                           ? bin + ((long)y * p->in_w + x) * c_n : zrow;
-            }
-          }
+    const int8_t *bin = in + (long)b * p->in_h * p->in_w * p->in_c;
+    int8_t *bout = out + (long)b * npx * oc;
+    for (px = 0; px < npx; px += band) {
+      const int nb = npx - px < band ? npx - px : band, npp = nb >> 1;
+      int8_t *ob = bout + (long)px * oc, *last = ob + (long)(nb - 1) * oc;
+      const tk_w32 *xl = xs + (long)npp * xw;
+      patches_c2(p, bin, px, nb, xs, xw, kp, tmp, o);
+      for (cp = 0; cp < (all_w ? (pairs ? 1 : 0) : pairs); ++cp) {
+        const tk_w32 *w = wbuf;
+        const int n = all_w ? pairs : 1;
+        if (!all_w) pair_weights(p, filter, bias, k, 2 * cp, 2 * cp + 1, wbuf);
+        if (npp) run(xs, w, ob + 2 * cp, xl, oc, entry, chunks - 1, lo4, hi4, n, 4 * pw);
+        /* The last pixel alone: its repeat's outputs go to the spare bytes (2 per pair). */
+        if (nb & 1) {
+          run(xl, w, last + 2 * cp, xl + xw, (int)(spare - (last + 2 * cp)), entry, chunks - 1,
+              lo4, hi4, n, 4 * pw);
         }
-        if (fast4) {
-          if (taps == 9 && sat8) {
-            dw4_pixel9_sat(ptr, c_n, blocks, o);
-          } else {
-            dw4_pixel_any(ptr, taps, c_n, blocks, o, lo, hi);
-          }
-        } else if (p->small_acc) {
-          dw_pixel_small(p, ptr, taps, filter, q, o);
-        } else {
-          dw_pixel_wide(p, ptr, taps, filter, q, o);
+      }
+      if (odd_c) {
+        const tk_w32 *w = wbuf + (all_w ? (long)pairs * pw : 0);
+        if (!all_w) pair_weights(p, filter, bias, k, oc - 1, oc - 1, wbuf);
+        for (j = 0; j < nb; j += 2) {
+          block_c2(xs + (long)(j >> 1) * xw, w, groups, ob + (long)j * oc + oc - 1, oc,
+                   j + 1 < nb ? 2 : 1, lo, hi);
         }
       }
     }
+  }
+}
+
+/* Scratch (exporter), by scratch_mode: TK_CONV_B4: the conv_b4 channel table (TK_CQ_BYTES per
+ * output channel), four int16 patches and kp bytes; TK_CONV_C2_ALL: ceil(out_c / 2) weight
+ * buffers, TK_CONV_C2_PAIR: one, then the patch words of scratch_px (even) pixels, kp bytes for
+ * channel counts not a multiple of 4 and 2 spare bytes per weight buffer. */
+void tk_conv2d_s8(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
+                  const int32_t *bias, int8_t *out) {
+  int oc, fast = p->small_acc;
+  if (p->filter_in_c != p->in_c || !p->scratch || p->scratch_px < 2) {
+    tk_conv2d_s8_ref(p, in, filter, bias, out);
+    return;
+  }
+  for (oc = 0; oc < p->out_c && fast; ++oc) fast = tk_rq_ok(p->mult[oc], p->shift[oc]);
+  if (fast && p->scratch_mode == TK_CONV_B4) {
+    tk_cq *q = (tk_cq *)(void *)p->scratch;
+    b4_prepare(p, bias, q);
+    conv_b4(p, in, filter, q, (tk_w32 *)(void *)(q + p->out_c), out);
+  } else if (fast) {
+    conv_c2(p, in, filter, bias, out);
+  } else {
+    conv_pairs(p, in, filter, bias, (tk_w32 *)(void *)p->scratch, out);
   }
 }
 

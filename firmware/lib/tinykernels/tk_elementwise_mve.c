@@ -10,17 +10,6 @@
 
 #if TK_MVE
 
-/* Elements of a broadcast-free operation, or 0 if either input is broadcast or strided. */
-static long flat_count(const tk_binary_params *p) {
-  long n = 1;
-  int d;
-  for (d = TK_MAX_DIMS - 1; d >= 0; --d) {
-    if (p->dims[d] > 1 && (p->stride1[d] != n || p->stride2[d] != n)) return 0;
-    n *= p->dims[d];
-  }
-  return n;
-}
-
 /* The loop over n elements with the parameters as scalars (an int8 store could alias *p and
  * force reloads): right shift >= 1 (fast rounding fix-up) or any shift. */
 __attribute__((always_inline)) static inline void add_loop(
@@ -32,12 +21,7 @@ __attribute__((always_inline)) static inline void add_loop(
   do {                                                                                       \
     const int32x4_t s_ = vhaddq_s32(vldrwq_gather_shifted_offset_s32(l1, (ua)),             \
                                     vldrwq_gather_shifted_offset_s32(l2, (ub)));            \
-    if (fast) {                                                                              \
-      (y) = vqrdmulhq_n_s32(s_, mult);                                                       \
-      (y) = vrshlq_n_s32(vqaddq_s32((y), vshrq_n_s32((y), 31)), shift);                      \
-    } else {                                                                                 \
-      (y) = tk_mve_rq1(s_, mult, shift);                                                     \
-    }                                                                                        \
+    (y) = fast ? tk_mve_rq1_right(s_, mult, shift) : tk_mve_rq1(s_, mult, shift);           \
     (y) = vminq_s32(vmaxq_s32(vaddq_n_s32((y), off), vlo), vhi);                             \
   } while (0)
   /* Predication only for the last elements (predicated loops compile poorly). */
@@ -56,7 +40,7 @@ __attribute__((always_inline)) static inline void add_loop(
 }
 
 void tk_add_s8(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-  const long n = flat_count(p);
+  const long n = tk_flat_count(p);
   const uint8_t *a = (const uint8_t *)in1, *b = (const uint8_t *)in2; /* table index: the byte */
   if (n == 0 || p->lut1 == NULL || p->lut2 == NULL) {
     tk_add_s8_ref(p, in1, in2, out);

@@ -42,8 +42,7 @@ void tk_fully_connected_s8(const tk_fc_params *p, const int8_t *in, const int8_t
           sum = vaddvaq_s8(sum, wv);
         }
         /* Wrapping int32 arithmetic, as the reference accumulator. */
-        acc[i] = tk_wrap32((uint32_t)dot + (uint32_t)p->in_offset * (uint32_t)sum +
-                           (uint32_t)(bias ? bias[c] : 0));
+        acc[i] = tk_wrap32((uint32_t)dot + (uint32_t)tk_fold_bias(bias, c, p->in_offset, sum));
         mult[i] = p->mult[q];
         shift[i] = p->shift[q];
       }

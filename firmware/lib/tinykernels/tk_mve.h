@@ -34,6 +34,12 @@ static inline int32x4_t tk_mve_rq1(int32x4_t x, int32_t mult, int32_t shift) {
   return vrshlq_n_s32(vqaddq_s32(y, fix), negright);
 }
 
+/* tk_mve_rq1 for a right shift (shift <= -1): the rounding fix-up needs no mask. */
+static inline int32x4_t tk_mve_rq1_right(int32x4_t x, int32_t mult, int32_t shift) {
+  const int32x4_t y = vqrdmulhq_n_s32(x, mult);
+  return vrshlq_n_s32(vqaddq_s32(y, vshrq_n_s32(y, 31)), shift);
+}
+
 static inline int32x4_t tk_mve_clamp(int32x4_t v, int32_t lo, int32_t hi) {
   return vminq_s32(vmaxq_s32(v, vdupq_n_s32(lo)), vdupq_n_s32(hi));
 }
