@@ -128,9 +128,14 @@ def test_two_places_give_the_single_board_outputs(farm_lab, firmware: Path, mode
     assert proc.returncode == 0, err.strip().splitlines()[-1:]
     want, got = sample_records(single), sample_records(tmp_path / "farm")
     assert [r["index"] for r in got] == list(range(len(want)))
+    # The counter ticks every `instructions_per_tick` instructions and its phase at the start of
+    # an inference depends on how long the board polled its UART, so one tick either way is the
+    # counter's resolution, not a difference between the runs.
+    tick = board(ENV).instructions_per_tick
     for w, g in zip(want, got, strict=True):  # byte-identical outputs, same instruction counts
-        assert (g["output"], g["instructions"], g["prediction"], g["label"]) == \
-            (w["output"], w["instructions"], w["prediction"], w["label"])
+        assert (g["output"], g["prediction"], g["label"]) == \
+            (w["output"], w["prediction"], w["label"])
+        assert abs(g["instructions"] - w["instructions"]) <= tick, (g["index"], tick)
     assert {r["board"] for r in got} == set(PLACES)
     report = json.loads((tmp_path / "farm" / "hil.json").read_text())
     per_board = {b["name"]: b for b in report["summary"]["boards"]}
