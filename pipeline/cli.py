@@ -122,12 +122,19 @@ def train(config, out, overrides, epochs, alpha, data_path):
     Example:
       tinypipe train --config models/demo.yaml --out runs/demo --epochs 5
     """
+    from pipeline.run import RunDir
+    from pipeline.train import output_dir, weights_digest
+
     st, con = _stages(config, out, overrides, epochs, alpha, data_path)
-    try:
-        st.train()
-    finally:
-        con.close()
-    click.echo(f"trained model: {st.run.keras}")
+    with output_dir(out, st.cfg.train.distribute) as here:  # only the chief keeps files
+        st.run = RunDir(here)
+        try:
+            model = st.train()
+        finally:
+            con.close()
+    click.echo(f"trained model: {st.run.keras}" if here == Path(out) else
+               "trained (worker: the chief writes the run folder)")
+    click.echo(f"weights sha256: {weights_digest(model.get_weights())}")
 
 
 @cli.command()
