@@ -354,8 +354,9 @@ def card(out, dest):
     from pipeline.card import publish
 
     c = publish(out, dest)
-    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM val accuracy "
-               f"{c['validation']['accuracy_tflm']})")
+    a = c["accuracy"]
+    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM accuracy {a['tflm']:.2%} on the "
+               f"{a['split']} split)")
 
 
 def print_summary(r: dict) -> None:

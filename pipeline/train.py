@@ -364,6 +364,11 @@ def _trainer_class():
     return Trainer
 
 
+def checkpoint_split(ds: Dataset) -> str:
+    """The split whose accuracy picks the restored epoch (and drives early stopping)."""
+    return "val" if len(ds.x_val) else "train"
+
+
 def weights_digest(weights: list[np.ndarray]) -> str:
     h = hashlib.sha256()
     for w in weights:
@@ -425,7 +430,7 @@ def train(cfg: Config, ds: Dataset, out_dir: str | Path | None = None,
         trainer.multi_worker = workers > 1
     train_ds = strategy.distribute_datasets_from_function(
         lambda ctx: _train_input(ds.x_train, ds.y_train, cfg, ds.num_classes, ctx))
-    has_val = len(ds.x_val) > 0
+    has_val = checkpoint_split(ds) == "val"
     val_ds = None
     if has_val:
         val_ds = strategy.distribute_datasets_from_function(

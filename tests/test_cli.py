@@ -1,5 +1,6 @@
 """CLI: --help examples, one-line errors with non-zero exits, and the end-to-end run."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -134,7 +135,15 @@ def test_card_publishes_a_run(tiny_run, tmp_path):
     card = json.loads((dest / "card.json").read_text())
     assert (dest / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
     assert card["macs"] == report["model"]["macs"]
-    assert card["validation"]["accuracy_tflm"] == report["accuracy"]["tflm"]
+    assert card["accuracy"]["tflm"] == report["accuracy"]["tflm"]
+    # the test split is held out: the checkpoint was chosen on val
+    assert card["accuracy"]["split"] == "test" and card["checkpoint_split"] == "val"
+    assert card["accuracy"]["split_also_chose_checkpoint"] is False
+    assert card["model_sha256"] == hashlib.sha256((out / "model.tflite").read_bytes()).hexdigest()
+    assert card["data_sha256"] == report["data"]["digest"]
+    sizes = {k: v["samples"] for k, v in card["splits"].items()}
+    assert sizes["test"] == card["accuracy"]["samples"] and sum(sizes.values()) == 600
+    assert card["model_sha256"] in (dest / "README.md").read_text()
     assert card["preprocess"]["pixel_scale"] == pytest.approx(1 / 255)
     assert card["config"]["model"]["arch"] == "mobilenet_v1"
     assert "confusion.png" in (dest / "README.md").read_text()
