@@ -258,8 +258,10 @@ def _ray_init(address: str | None, log: Callable[[str], None]) -> tuple[bool, st
             ray.init(address=address, **common)
         except (ConnectionError, ValueError, RuntimeError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first})") \
-                from None
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else \
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token"
+            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first}"
+                              f"{hint})") from None
         log(f"joined the Ray cluster at {address}")
         return False, None
     # a temp folder of its own, so that nothing of this Ray outlives the search
@@ -345,17 +347,28 @@ def _log_callback(log: Callable[[str], None]):
     from ray import tune
 
     class Progress(tune.Callback):
-        """One line per reported epoch and per trial that ends (runs in the driver)."""
+        """One line per reported epoch and per failed trial (runs in the driver)."""
+
+        def __init__(self, log: Callable[[str], None]):
+            self.log = log
+
+        # Tune pickles its run config to resume experiments; a console is not picklable, and
+        # a resumed copy has nobody to print to.
+        def __getstate__(self):
+            return {"log": None}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            log(f"{trial.config['candidate']}: epoch {result.get('training_iteration')} -> "
-                f"val {result.get('val_accuracy', 0.0):.2%} (pid {result.get('pid')} on "
-                f"{result.get('hostname')})")
+            if self.log is not None:
+                self.log(f"{trial.config['candidate']}: epoch "
+                         f"{result.get('training_iteration')} -> val "
+                         f"{result.get('val_accuracy', 0.0):.2%} (pid {result.get('pid')} on "
+                         f"{result.get('hostname')})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            log(f"{trial.config['candidate']}: trial failed")
+            if self.log is not None:
+                self.log(f"{trial.config['candidate']}: trial failed")
 
-    return Progress()
+    return Progress(log)
 
 
 def _trial(config: dict, base: Config, ds, specs: dict, epochs: int, cpus: float) -> None:

@@ -2,6 +2,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -50,17 +51,27 @@ def test_search_on_ray_reports_every_trial(tmp_path):
              Candidate("mobilenet_v1", 1.0, 32, None)]
     budgets = {"flash": 200_000, "ram": 200_000, "macs": 5_000_000}
     before = _ray_daemons()
-    killed: list[int] = []
 
-    def log(line: str) -> None:
-        # Kill the first trial worker that reports an epoch: its trial must still be reported.
-        if not killed and " epoch 1 " in line and "-32:" in line:
-            pid = int(line.split("(pid ")[1].split()[0])
-            killed.append(pid)
-            os.kill(pid, signal.SIGKILL)
+    class Console:
+        """Kills the first trial worker that reports an epoch: its trial must still be reported.
 
+        Holds a lock, like the CLI's console: Tune pickles its callbacks, the log must survive.
+        """
+
+        def __init__(self):
+            self.lock, self.killed = threading.Lock(), []
+
+        def log(self, line: str) -> None:
+            with self.lock:
+                if not self.killed and " epoch 1 " in line and "-32:" in line:
+                    pid = int(line.split("(pid ")[1].split()[0])
+                    self.killed.append(pid)
+                    os.kill(pid, signal.SIGKILL)
+
+    console = Console()
     res = search(cfg, budgets, minutes=8, out_dir=tmp_path / "search", candidates=cands,
-                 start_epochs=1, max_epochs=6, log=log, train_samples=100)
+                 start_epochs=1, max_epochs=6, log=console.log, train_samples=100)
+    killed = console.killed
     small, dense, wide, big = res.candidates
     assert big.macs > budgets["macs"] and not big.fits and big.reason == "MACs"
     assert big.accuracy is None and big.status == ""  # over budget: never a trial
