@@ -49,7 +49,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,qat,farm]'
+	$(PIP) install -q -e '.[dev,qat,farm,distributed]'
 	@# pyserial and labgrid's pyserial-labgrid both install `serial`: the labgrid one (pyserial
 	@# plus two RFC 2217 fixes) must be the last written, whatever order pip chose
 	$(PIP) install -q --no-deps --force-reinstall \

@@ -77,7 +77,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> dict:
         "config": to_dict(cfg),
     }
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run / "model.tflite", out / "model.tflite")
+    (out / "model.tflite").write_bytes(art.data)
     for png in ("confusion.png", "curves.png"):
         if (run / png).exists():
             shutil.copyfile(run / png, out / png)
@@ -133,23 +133,23 @@ def _measure(data: bytes) -> dict:
             "aot_arena_bytes": prof.aot_arena_bytes}
 
 
-def split_sizes(cfg: Config, digest: str | None) -> dict[str, int]:
-    """Samples in each split, counted on the data; refused if it is not the trained-on set."""
+def split_sizes(cfg: Config, digest: str | None) -> dict[str, dict]:
+    """Each split's size and sha256, from the data; refused if it is not the trained-on set."""
     from pipeline.data import load_dataset
 
     ds = load_dataset(cfg.data, cfg.preprocess)
     if digest and ds.digest != digest:
         raise DataError(f"{cfg.data.path}: data digest {ds.digest[:16]}… is not the "
                         f"{digest[:16]}… the model was trained on")
-    return {s: len(ds.split(s)[1]) for s in SPLITS}
+    return ds.splits()
 
 
-def _provenance(cfg: Config, sizes: dict[str, int], best_epoch: int | None,
+def _provenance(cfg: Config, sizes: dict[str, dict], best_epoch: int | None,
                 acc_split: str | None, acc_samples: int | None, figures: dict) -> dict:
     """`splits` and `accuracy` of a card."""
     # train.train keeps the epoch with the best validation accuracy, or training accuracy
     # when there is no validation split
-    chose = "val" if sizes["val"] else "train"
+    chose = "val" if sizes["val"]["samples"] else "train"  # as pipeline.train.checkpoint_split
     epoch = f"best epoch {best_epoch} of {cfg.train.epochs}" if best_epoch else "best epoch"
     use = {"train": "training", "val": "validation", "test": "held-out test"}
     splits = {}
@@ -158,9 +158,9 @@ def _provenance(cfg: Config, sizes: dict[str, int], best_epoch: int | None,
         if s == chose:
             u += f"; picked the checkpoint ({epoch})"
         if s == "test":
-            u += "; touched only for the final figure" if sizes[s] else \
+            u += "; touched only for the final figure" if sizes[s]["samples"] else \
                  f"; none carved (data.test_split = {cfg.data.test_split:g})"
-        splits[s] = {"samples": sizes[s], "use": u}
+        splits[s] = {"samples": sizes[s]["samples"], "sha256": sizes[s]["sha256"], "use": u}
     return {"splits": splits,
             "accuracy": {"split": acc_split, "samples": acc_samples,
                          "split_chose_checkpoint": acc_split == chose, **figures}}

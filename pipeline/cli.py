@@ -123,13 +123,19 @@ def train(config, out, overrides, epochs, alpha, data_path):
     Example:
       tinypipe train --config models/demo.yaml --out runs/demo --epochs 5
     """
+    from pipeline.run import RunDir
+    from pipeline.train import output_dir, weights_digest
+
     st, con = _stages(config, out, overrides, epochs, alpha, data_path)
-    try:
-        _, summary = st.train()
-    finally:
-        con.close()
-    click.echo(f"trained model: {st.run.keras} (best epoch {summary.best_epoch} of "
-               f"{summary.epochs}, {summary.seconds:.0f} s)")
+    with output_dir(out, st.cfg.train.distribute) as here:  # only the chief keeps files
+        st.run = RunDir(here)
+        try:
+            model, _ = st.train()
+        finally:
+            con.close()
+    click.echo(f"trained model: {st.run.keras}" if here == Path(out) else
+               "trained (worker: the chief writes the run folder)")
+    click.echo(f"weights sha256: {weights_digest(model.get_weights())}")
 
 
 @cli.command()
@@ -315,16 +321,27 @@ def run(config, out, overrides, epochs, alpha, data_path):
 @click.option("--train-samples", type=int, help="Train candidates on a seeded subset of this "
               "many training images (default: all).")
 @click.option("--start-epochs", type=int, default=2, show_default=True,
-              help="Epochs of the first round (doubled each round).")
+              help="Epochs of ASHA's first rung (doubled at each rung).")
+@click.option("--max-epochs", type=int, help="Epochs of a trial never stopped (default: "
+              "enough rungs to halve the trials to one, at most three halvings).")
+@click.option("--address", metavar="ADDR", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or "
+              "ray://host:10001); default: a local Ray on this machine's CPUs.")
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True,
+              help="CPUs Ray reserves for each trial.")
+@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
+              help="GPUs Ray reserves for each trial (fractions share a GPU).")
 def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budget_ram,
            budget_macs, minutes, families, alphas, resolutions, heads, train_samples,
-           start_epochs):
-    """Budget-first model search: measure every candidate exactly, train those that fit.
+           start_epochs, max_epochs, address, cpus_per_trial, gpus_per_trial):
+    """Budget-first model search: measure every candidate exactly, train those that fit as
+    Ray Tune trials under the ASHA scheduler (needs the `distributed` extra).
 
     \b
-    Example:
+    Examples:
       tinypipe search --data cifar10_train.npz --budget-flash 128KB --budget-ram 64KB \\
         --budget-macs 12.5M --minutes 60 --out runs/search
+      tinypipe search --config models/cifar10.yaml --address 10.0.0.5:6379 \\
+        --cpus-per-trial 4 --gpus-per-trial 0.5 --out runs/search
     """
     from pipeline.search import FAMILIES, enumerate_candidates, parse_size
     from pipeline.search import search as run_search
@@ -338,7 +355,9 @@ def search(config, out, overrides, epochs, alpha, data_path, budget_flash, budge
         [float(a) for a in alphas.split(",")], [int(r) for r in resolutions.split(",")],
         [int(h) or None for h in heads.split(",")])
     res = run_search(st.cfg, budgets, minutes, out, cands, start_epochs=start_epochs,
-                     log=con.log, train_samples=train_samples)
+                     log=con.log, train_samples=train_samples, max_epochs=max_epochs,
+                     address=address, cpus_per_trial=cpus_per_trial,
+                     gpus_per_trial=gpus_per_trial)
     click.echo(f"candidates: {len(res.candidates)}, within budget: "
                f"{sum(c.fits for c in res.candidates)}")
     click.echo(f"best: {res.best.name if res.best else 'none'}"
@@ -362,7 +381,7 @@ def card(out, dest):
 
     c = publish(out, dest)
     a = c["accuracy"]
-    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM accuracy {a['tflm']} on the "
+    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM accuracy {a['tflm']:.2%} on the "
                f"{a['split']} split)")
 
 

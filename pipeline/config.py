@@ -14,6 +14,7 @@ import yaml
 from pipeline.errors import ConfigError
 
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "dense1_mobilenet", "dense2_mobilenet")
+DISTRIBUTE = ("auto", "multi_worker", "none")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class ModelConfig:
     alpha: float = 0.25
     first_stride: int = 2
     blocks: int | None = None  # keep only the first N blocks (None = all)
+    # mobilenet_v1 / dense variants: explicit [channels, stride] per depthwise-separable block,
+    # replacing the paper's 13 blocks (channels as given: alpha then only sizes the stem).
+    layout: list[list[int]] | None = None
     expansion: int = 6  # v2 only
     head_channels: int | None = None  # 1x1 conv before pooling (v2 default 1280, v1 none)
     dropout: float = 0.0
@@ -67,6 +71,20 @@ class AugmentConfig:
     shift: float = 0.1  # max translation as a fraction of the image size
     brightness: float = 0.1
     contrast: float = 0.1
+    # Batch mixing (labels mixed in proportion): Beta(a, a) concentration, 0 = off. With both
+    # on, each mixed batch uses one of the two at random.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0  # share of batches that are mixed when mixup or cutmix is on
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation from a trained teacher that sees the same augmented batch."""
+
+    teacher: str | None = None  # a tinypipe Keras model: run folder, model folder or .keras file
+    weight: float = 0.9  # share of the distillation term in the loss (rest: the labels)
+    temperature: float = 4.0
 
 
 @dataclass
@@ -82,6 +100,10 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs, 0 = off
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # auto: MirroredStrategy over the local GPUs (the default strategy without GPUs);
+    # multi_worker: MultiWorkerMirroredStrategy, workers from TF_CONFIG; none: no strategy.
+    distribute: str = "auto"
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -150,11 +172,41 @@ class Config:
         if not 0.1 <= m.alpha <= 1.0:
             raise ConfigError(f"model.alpha must be in 0.1..1.0, got {m.alpha}")
         _choice("model.first_stride", m.first_stride, (1, 2))
-        _choice("train.schedule", self.train.schedule, ("cosine", "step", "constant"))
+        if m.layout is not None:
+            _check_layout(m.layout)
+            if m.arch == "mobilenet_v2":
+                raise ConfigError("model.layout applies to mobilenet_v1 and the dense variants, "
+                                  "not mobilenet_v2")
+        t = self.train
+        _choice("train.schedule", t.schedule, ("cosine", "step", "constant"))
+        _choice("train.distribute", t.distribute, DISTRIBUTE)
+        if t.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1, got {t.batch_size}")
+        for key in ("mixup", "cutmix"):
+            if getattr(t.augment, key) < 0:
+                raise ConfigError(f"train.augment.{key} must be >= 0, got "
+                                  f"{getattr(t.augment, key)}")
+        if not 0.0 <= t.augment.mix_prob <= 1.0:
+            raise ConfigError(f"train.augment.mix_prob must be in [0, 1], got "
+                              f"{t.augment.mix_prob}")
+        if not 0.0 <= t.distill.weight <= 1.0:
+            raise ConfigError(f"train.distill.weight must be in [0, 1], got {t.distill.weight}")
+        if t.distill.temperature <= 0:
+            raise ConfigError(f"train.distill.temperature must be > 0, got "
+                              f"{t.distill.temperature}")
         _choice("export.backend", self.export.backend, ("tflm", "aot", "both"))
         if self.train.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {self.train.epochs}")
         return self
+
+
+def _check_layout(layout: Any) -> None:
+    ok = isinstance(layout, list) and layout and all(
+        isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) for v in b)
+        and b[0] >= 1 and b[1] in (1, 2) for b in layout)
+    if not ok:
+        raise ConfigError(f"model.layout must be a list of [channels, stride] pairs with "
+                          f"stride 1 or 2, e.g. [[64, 1], [128, 2]]; got {layout!r}")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:

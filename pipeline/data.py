@@ -17,6 +17,14 @@ from pipeline.config import DataConfig, PreprocessConfig
 from pipeline.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+# What each split is for. The test split is carved first, from each class's seeded order, so it
+# stays the same whatever val_split is; training, checkpoint selection, early stopping and the
+# search never read it.
+SPLIT_USES = {
+    "train": "training",
+    "val": "checkpoint selection and early stopping (training), ranking (search), PTQ vs QAT",
+    "test": "final accuracy only",
+}
 SYNTHETIC_CLASSES = ("circle", "square", "triangle", "cross", "hstripes", "vstripes", "ring",
                      "diamond")
 
@@ -38,9 +46,17 @@ class Dataset:
         return len(self.class_names)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name not in ("train", "val", "test"):
+        if name not in SPLIT_USES:
             raise DataError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def splits(self) -> dict[str, dict]:
+        """Each split's size, sha256 (images and labels) and what tinypipe uses it for."""
+        out = {}
+        for name, use in SPLIT_USES.items():
+            x, y = self.split(name)
+            out[name] = {"samples": int(len(x)), "sha256": _digest(x, y), "use": use}
+        return out
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -26,8 +26,9 @@ V2_STAGES = ((1, 16, 1, 1), (None, 24, 2, 2), (None, 32, 3, 2), (None, 64, 4, 2)
              (None, 96, 3, 1), (None, 160, 3, 2), (None, 320, 1, 1))
 
 
-# Set per build from ModelConfig.bn_momentum; a module-level cell keeps the block helpers small.
-_BN_MOMENTUM = [0.9]
+# Set per build (ModelConfig.bn_momentum, build_model's sync_bn); a module-level cell keeps the
+# block helpers small.
+_BN = {"momentum": 0.9, "synchronized": False}
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -39,7 +40,7 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int,
-                batch_size: int | None = None) -> keras.Model:
+                batch_size: int | None = None, sync_bn: bool = False) -> keras.Model:
     """Build a MobileNet classifier.
 
     Args:
@@ -47,6 +48,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
         input_shape: (height, width, channels), 32..224 px, 1 or 3 channels.
         num_classes: size of the softmax head (>= 2).
         batch_size: fix the batch dimension (1 for export) or None for training.
+        sync_bn: BatchNorm statistics over the global batch of all replicas (multi-worker
+            training keeps every worker's moving statistics identical).
 
     Returns:
         An uncompiled keras.Model ending in a softmax.
@@ -62,7 +65,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
         raise ModelError(f"need at least 2 classes, got {num_classes}")
     if cfg.first_stride not in (1, 2):
         raise ModelError(f"first_stride must be 1 or 2, got {cfg.first_stride}")
-    _BN_MOMENTUM[0] = cfg.bn_momentum
+    _BN.update(momentum=cfg.bn_momentum, synchronized=sync_bn)
     inp = keras.Input(shape=input_shape, batch_size=batch_size, name="input")
     if cfg.arch == "mobilenet_v1":
         x = _v1_body(inp, cfg)
@@ -85,25 +88,43 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     return model
 
 
+def _bn(name: str):
+    return layers.BatchNormalization(momentum=_BN["momentum"], synchronized=_BN["synchronized"],
+                                     name=name)
+
+
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool = True):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       name=name)(x)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM[0], name=bn)(x)
+    x = _bn(name=bn)(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
 
 def _dw_bn(x, stride: int, name: str, bn: str):
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM[0], name=bn)(x)
+    x = _bn(name=bn)(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def _v1_blocks(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(output channels, stride) of each depthwise-separable block, before alpha."""
+    if cfg.layout:
+        blocks = [(int(c), int(s)) for c, s in cfg.layout]
+    else:
+        blocks = list(V1_BLOCKS)
+    return blocks[: cfg.blocks] if cfg.blocks else blocks
+
+
+def _v1_width(filters: int, cfg: ModelConfig) -> int:
+    return filters if cfg.layout else int(filters * cfg.alpha)
 
 
 def _v1_body(x, cfg: ModelConfig):
     x = _conv_bn(x, int(32 * cfg.alpha), 3, cfg.first_stride, "conv1", "conv1_bn")
-    blocks = V1_BLOCKS[: cfg.blocks] if cfg.blocks else V1_BLOCKS
+    blocks = _v1_blocks(cfg)
     for i, (filters, stride) in enumerate(blocks, start=1):
         x = _dw_bn(x, stride, f"conv_dw_{i}", f"conv_dw_{i}_bn")
-        x = _conv_bn(x, int(filters * cfg.alpha), 1, 1, f"conv_pw_{i}", f"conv_pw_{i}_bn")
+        x = _conv_bn(x, _v1_width(filters, cfg), 1, 1, f"conv_pw_{i}", f"conv_pw_{i}_bn")
     if cfg.head_channels:
         x = _conv_bn(x, cfg.head_channels, 1, 1, "conv_head", "conv_head_bn")
     return x
@@ -127,16 +148,14 @@ def _dense_body(x, cfg: ModelConfig, dense1: bool):
     if cfg.growth < 1:
         raise ModelError(f"growth must be >= 1, got {cfg.growth}")
     x = _conv_bn(x, int(32 * cfg.alpha), 3, cfg.first_stride, "conv1", "conv1_bn")
-    blocks = V1_BLOCKS[: cfg.blocks] if cfg.blocks else V1_BLOCKS
+    blocks = _v1_blocks(cfg)
     group = [x]
     for i, (filters, stride) in enumerate(blocks, start=1):
         inp = _concat(group, f"dense_{i}_in")
         last_in_group = i == len(blocks) or blocks[i][1] == 2
         d = _dw_bn(inp, stride, f"conv_dw_{i}", f"conv_dw_{i}_bn")
-        if stride == 2:
-            width = int(filters * cfg.alpha)
-        elif dense1 and last_in_group:
-            width = int(filters * cfg.alpha)
+        if stride == 2 or (dense1 and last_in_group):
+            width = _v1_width(filters, cfg)
         else:
             width = cfg.growth
         pw_in = layers.Concatenate(name=f"dense_{i}_pw_in")([inp, d]) \
@@ -174,14 +193,14 @@ def _inverted_residual(x, expansion: int, out_ch: int, stride: int, block: int):
     y = x
     if block:
         y = layers.Conv2D(expansion * in_ch, 1, use_bias=False, name=f"{prefix}expand")(y)
-        y = layers.BatchNormalization(momentum=_BN_MOMENTUM[0], name=f"{prefix}expand_BN")(y)
+        y = _bn(name=f"{prefix}expand_BN")(y)
         y = layers.ReLU(6.0, name=f"{prefix}expand_relu")(y)
     y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                                name=f"{prefix}depthwise")(y)
-    y = layers.BatchNormalization(momentum=_BN_MOMENTUM[0], name=f"{prefix}depthwise_BN")(y)
+    y = _bn(name=f"{prefix}depthwise_BN")(y)
     y = layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(y)
     y = layers.Conv2D(out_ch, 1, use_bias=False, name=f"{prefix}project")(y)
-    y = layers.BatchNormalization(momentum=_BN_MOMENTUM[0], name=f"{prefix}project_BN")(y)
+    y = _bn(name=f"{prefix}project_BN")(y)
     if stride == 1 and in_ch == out_ch:
         y = layers.Add(name=f"{prefix}add")([x, y])
     return y

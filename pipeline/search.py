@@ -5,8 +5,11 @@
    measure flash (.tflite bytes), RAM (TFLM arena from the interpreter, and the AOT plan) and
    MACs exactly.
 3. Drop candidates over any budget.
-4. Successive halving within the time given: train the largest survivors briefly, keep the
-   better half, train those longer, until one remains or time runs out.
+4. Train the survivors as Ray Tune trials under the ASHA scheduler (asynchronous successive
+   halving): every trial reports validation accuracy after each epoch; at 2, 4, 8 ... times the
+   first rung's epochs a trial continues only if it is in the better half of those that reached
+   that rung. Trials run in parallel on a local Ray or on a cluster (`address`); the test split
+   is never used.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +53,8 @@ class Candidate:
     accuracy: float | None = None  # best validation accuracy reached
     epochs_trained: int = 0
     train_seconds: float = 0.0
+    status: str = ""  # trial outcome: completed, stopped at N epochs, failed: ..., not started
+    val_history: list[float] = field(default_factory=list)  # validation accuracy per epoch
 
     @property
     def name(self) -> str:
@@ -146,21 +155,47 @@ class SearchResult:
     best: Candidate | None = None
     seconds: float = 0.0
     train_samples: int = 0  # training images each candidate saw per epoch
+    max_epochs: int = 0
+    ray: dict = field(default_factory=dict)  # cluster the trials ran on
+
+
+def default_max_epochs(start_epochs: int, trials: int) -> int:
+    """Enough rungs to halve `trials` down to one, at most three halvings."""
+    halvings = min(3, max(0, math.ceil(math.log2(max(1, trials)))))
+    return start_epochs * 2**halvings
 
 
 def search(base: Config, budgets: dict[str, int], minutes: float, out_dir: str | Path,
            candidates: list[Candidate] | None = None, start_epochs: int = 2,
            log: Callable[[str], None] = lambda s: None,
-           train_samples: int | None = None) -> SearchResult:
-    """Measure all candidates, then successive halving on the ones within budget.
+           train_samples: int | None = None, max_epochs: int | None = None,
+           address: str | None = None, cpus_per_trial: float = 1.0,
+           gpus_per_trial: float = 0.0) -> SearchResult:
+    """Measure all candidates, then train the ones within budget as Ray Tune trials under ASHA.
 
-    `train_samples` trains the candidates on a seeded random subset of the training split
-    (validation stays whole), so a short search can rank more candidates."""
+    Args:
+        base: config every candidate starts from (data, recipe, stem stride, blocks).
+        budgets: `flash`, `ram` and `macs` limits.
+        minutes: wall time for the whole search, measuring included.
+        out_dir: where search.md, search.json and search.png go.
+        candidates: the space (default: every family x alpha x resolution x head).
+        start_epochs: epochs of ASHA's first rung (grace period); each rung doubles them.
+        train_samples: train the candidates on a seeded subset of the training split
+            (validation stays whole), so a short search can rank more of them.
+        max_epochs: epochs of a trial that is never stopped (default: enough rungs to halve
+            the trials to one, at most three halvings).
+        address: an existing Ray cluster to join (None = start a local Ray on this machine's
+            CPUs and stop it afterwards).
+        cpus_per_trial, gpus_per_trial: resources Ray reserves for each trial.
+    """
     from pipeline.data import Dataset, load_dataset
 
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cpus_per_trial <= 0 or gpus_per_trial < 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0; got "
+                          f"{cpus_per_trial:g} and {gpus_per_trial:g}")
     ds = load_dataset(base.data, base.preprocess)
     if train_samples and train_samples < len(ds.x_train):
         keep = np.sort(np.random.default_rng(base.data.seed).permutation(
@@ -168,32 +203,27 @@ def search(base: Config, budgets: dict[str, int], minutes: float, out_dir: str |
         ds = Dataset(ds.x_train[keep], ds.y_train[keep], ds.x_val, ds.y_val, ds.x_test,
                      ds.y_test, ds.class_names, ds.source, ds.digest)
         log(f"training candidates on {train_samples:,} of the training images")
+    # The test split is never used to rank candidates: trials see train and validation only.
+    ds = Dataset(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test[:0], ds.y_test[:0],
+                 ds.class_names, ds.source, ds.digest)
     cands = candidates or enumerate_candidates(base.preprocess.channels)
     calib = ds.x_train[np.random.default_rng(0).permutation(len(ds.x_train))[:16]]
     for i, c in enumerate(cands, 1):
         measure(c, base, calib, ds.num_classes, budgets)
         log(f"[{i}/{len(cands)}] {c.name}: MACs {c.macs or 0:,}, flash {c.flash_bytes or 0:,}, "
             f"RAM {c.ram_bytes or c.aot_ram_bytes or 0:,} -> {'fits' if c.fits else c.reason}")
-    res = SearchResult(cands, budgets, train_samples=len(ds.x_train))
     pool = sorted((c for c in cands if c.fits), key=lambda c: -(c.macs or 0))
-    epochs = start_epochs
-    deadline = t0 + minutes * 60
-    # start with as many as the time allows for a first short round (at most 8)
-    pool = pool[:8]
-    while pool and time.perf_counter() < deadline:
-        rnd = {"epochs": epochs, "trained": []}
-        for c in pool:
-            if time.perf_counter() >= deadline:
-                break
-            _train_candidate(c, base, ds, epochs)
-            rnd["trained"].append({"name": c.name, "accuracy": c.accuracy})
-            log(f"round {len(res.rounds) + 1}: {c.name} {epochs} epochs -> val {c.accuracy:.2%}")
-        res.rounds.append(rnd)
-        trained = [c for c in pool if c.epochs_trained == epochs]
-        if len(trained) <= 1:
-            break
-        pool = sorted(trained, key=lambda c: -(c.accuracy or 0))[: max(1, len(trained) // 2)]
-        epochs *= 2
+    epochs = max_epochs or default_max_epochs(start_epochs, len(pool))
+    if epochs < start_epochs:
+        raise ConfigError(f"--max-epochs {epochs} is below --start-epochs {start_epochs}")
+    res = SearchResult(cands, budgets, train_samples=len(ds.x_train), max_epochs=epochs)
+    remaining = minutes * 60 - (time.perf_counter() - t0)
+    if pool and remaining > 0:
+        res.ray = run_trials(pool, base, ds, epochs, start_epochs, remaining, log, address,
+                             cpus_per_trial, gpus_per_trial)
+    for c in pool:
+        c.status = c.status or "not started (time)"
+    res.rounds = _rounds(pool, start_epochs, epochs)
     ranked = [c for c in cands if c.accuracy is not None]
     res.best = max(ranked, key=lambda c: (c.epochs_trained, c.accuracy)) if ranked else None
     res.seconds = time.perf_counter() - t0
@@ -201,21 +231,172 @@ def search(base: Config, budgets: dict[str, int], minutes: float, out_dir: str |
     return res
 
 
-def _train_candidate(c: Candidate, base: Config, ds, epochs: int) -> None:
+def _rounds(pool: list[Candidate], start: int, end: int) -> list[dict]:
+    """ASHA's rungs as rounds: every trial that reached a rung, with its accuracy there."""
+    rounds, e = [], start
+    while e <= end:
+        trained = [{"name": c.name, "accuracy": c.val_history[e - 1]} for c in pool
+                   if len(c.val_history) >= e]
+        if not trained:
+            break
+        rounds.append({"epochs": e, "trained": trained})
+        e *= 2
+    return rounds
+
+
+def _ray_init(address: str | None, log: Callable[[str], None]) -> tuple[bool, str | None]:
+    """Join `address`, or start a local Ray; returns (started here, its temp folder)."""
+    import logging
+
+    import ray
+
+    for name in ("ray", "ray.tune", "ray.air", "ray.train"):  # Tune's own tables and errors:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # the table here reports them
+    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "error"}
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else \
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token"
+            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first}"
+                              f"{hint})") from None
+        log(f"joined the Ray cluster at {address}")
+        return False, None
+    # a temp folder of its own, so that nothing of this Ray outlives the search
+    tmp = tempfile.mkdtemp(prefix="tinypipe-ray-")
+    ray.init(_temp_dir=tmp, **common)
+    log(f"started a local Ray with {int(ray.cluster_resources().get('CPU', 0))} CPUs")
+    return True, tmp
+
+
+def run_trials(pool: list[Candidate], base: Config, ds, max_epochs: int, grace: int,
+               seconds: float, log: Callable[[str], None], address: str | None = None,
+               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> dict:
+    """Train `pool` as Ray Tune trials under ASHA; fills accuracy, epochs and status in place."""
+    try:
+        import ray
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+    except ImportError:
+        raise ConfigError("tinypipe search trains on Ray Tune, which is not installed: "
+                          "pip install 'tinypipe[distributed]'") from None
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no progress tables on the terminal
+    started, ray_tmp = _ray_init(address, log)
+    by_name = {c.name: c for c in pool}
+    try:
+        info = {"address": address or "local", "resources": {
+            k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")},
+            "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+        specs = {c.name: (c.arch, c.alpha, c.resolution, c.head_channels) for c in pool}
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, base=base, ds=ds, specs=specs, epochs=max_epochs,
+                                 cpus=cpus_per_trial),
+            {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric="val_accuracy",
+                                  mode="max", max_t=max_epochs, grace_period=grace,
+                                  reduction_factor=2)
+        with tempfile.TemporaryDirectory(prefix="tinypipe-tune-") as storage:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"candidate": tune.grid_search(list(specs))},
+                tune_config=tune.TuneConfig(scheduler=scheduler, time_budget_s=seconds,
+                                            trial_name_creator=_trial_name,
+                                            trial_dirname_creator=_trial_name),
+                run_config=tune.RunConfig(
+                    name="search", storage_path=storage, verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    callbacks=[_log_callback(log)]))
+            grid = tuner.fit()
+            for r in grid:
+                c = by_name[r.config["candidate"]]
+                df = r.metrics_dataframe
+                if df is not None and "val_accuracy" in df:
+                    c.val_history = [float(v) for v in df["val_accuracy"].dropna()]
+                    c.train_seconds = float(df["epoch_seconds"].sum())
+                if c.val_history:
+                    c.accuracy, c.epochs_trained = max(c.val_history), len(c.val_history)
+                c.status = _status(r.error, c.epochs_trained, max_epochs)
+    finally:
+        if started:
+            ray.shutdown()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    return info
+
+
+def _trial_name(trial) -> str:
+    return str(trial.config["candidate"])
+
+
+def _status(error: BaseException | None, epochs: int, max_epochs: int) -> str:
+    if error is None:
+        if epochs >= max_epochs:
+            return "completed"
+        return f"stopped at {epochs} epochs" if epochs else "not started (time)"
+    cause = getattr(error, "cause", None) or error
+    if type(cause).__name__ in ("ActorDiedError", "RayActorError", "WorkerCrashedError",
+                                "ActorUnavailableError", "NodeDiedError"):
+        return "failed: worker died"
+    text = (str(cause).strip().splitlines() or [""])[0][:160]
+    return f"failed: {type(cause).__name__}: {text}" if text else \
+        f"failed: {type(cause).__name__}"
+
+
+def _log_callback(log: Callable[[str], None]):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per reported epoch and per failed trial (runs in the driver)."""
+
+        def __init__(self, log: Callable[[str], None]):
+            self.log = log
+
+        # Tune pickles its run config to resume experiments; a console is not picklable, and
+        # a resumed copy has nobody to print to.
+        def __getstate__(self):
+            return {"log": None}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if self.log is not None:
+                self.log(f"{trial.config['candidate']}: epoch "
+                         f"{result.get('training_iteration')} -> val "
+                         f"{result.get('val_accuracy', 0.0):.2%} (pid {result.get('pid')} on "
+                         f"{result.get('hostname')})")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            if self.log is not None:
+                self.log(f"{trial.config['candidate']}: trial failed")
+
+    return Progress(log)
+
+
+def _trial(config: dict, base: Config, ds, specs: dict, epochs: int, cpus: float) -> None:
+    """One Ray Tune trial: train a candidate, report validation accuracy after every epoch."""
+    import tensorflow as tf
+    from ray import tune
+
+    # TensorFlow would use every core of the node; the trial holds only `cpus` of them.
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, int(cpus)))
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, int(cpus)))
     from pipeline.data import Dataset, preprocess
     from pipeline.train import train
 
-    p: PreprocessConfig = dataclasses.replace(base.preprocess, height=c.resolution,
-                                              width=c.resolution)
+    arch, alpha, resolution, head = specs[config["candidate"]]
+    c = Candidate(arch, alpha, resolution, head)
+    p: PreprocessConfig = dataclasses.replace(base.preprocess, height=resolution,
+                                              width=resolution)
     cfg = dataclasses.replace(base, preprocess=p, model=_model_cfg(base.model, c),
                               train=dataclasses.replace(base.train, epochs=epochs))
-    if (ds.x_train.shape[1], ds.x_train.shape[2]) != (c.resolution, c.resolution):
+    if (ds.x_train.shape[1], ds.x_train.shape[2]) != (resolution, resolution):
         ds = Dataset(preprocess(ds.x_train, p), ds.y_train, preprocess(ds.x_val, p), ds.y_val,
                      ds.x_test, ds.y_test, ds.class_names, ds.source, ds.digest)
-    r = train(cfg, ds)
-    c.accuracy = max(r.history.get("val_accuracy") or r.history.get("accuracy") or [0.0])
-    c.epochs_trained = epochs
-    c.train_seconds += r.seconds
+
+    def report(epoch: int, _epochs: int, logs: dict) -> None:
+        acc = logs.get("val_accuracy", logs.get("accuracy", 0.0))
+        tune.report({"val_accuracy": float(acc), "epoch_seconds": float(logs.get("seconds", 0))})
+
+    train(cfg, ds, progress=report)
 
 
 def write_outputs(res: SearchResult, out: Path) -> None:
@@ -223,21 +404,24 @@ def write_outputs(res: SearchResult, out: Path) -> None:
     rows = [dataclasses.asdict(c) | {"name": c.name} for c in res.candidates]
     (out / "search.json").write_text(json.dumps(
         {"budgets": res.budgets, "train_samples": res.train_samples, "rounds": res.rounds,
-         "seconds": round(res.seconds, 1),
+         "max_epochs": res.max_epochs, "scheduler": "ASHA (reduction factor 2)",
+         "ray": res.ray, "seconds": round(res.seconds, 1),
          "best": res.best.name if res.best else None, "candidates": rows}, indent=1))
-    lines = ["| candidate | MACs | flash B | TFLM RAM B | AOT RAM B | fits | val acc | epochs |",
-             "|---|---:|---:|---:|---:|---|---:|---:|"]
+    lines = ["| candidate | MACs | flash B | TFLM RAM B | AOT RAM B | fits | val acc | epochs "
+             "| trial |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for c in sorted(res.candidates, key=lambda c: (not c.fits, -(c.accuracy or -1), c.name)):
         acc = f"{c.accuracy:.2%}" if c.accuracy is not None else ""
         lines.append(f"| {c.name} | {c.macs or 0:,} | {c.flash_bytes or 0:,} | "
                      f"{c.ram_bytes or 0:,} | {c.aot_ram_bytes or 0:,} | "
                      f"{'yes' if c.fits else 'no (' + c.reason + ')'} | {acc} | "
-                     f"{c.epochs_trained or ''} |")
+                     f"{c.epochs_trained or ''} | {c.status.replace('|', '/')} |")
     b = res.budgets
     head = (f"# Search\n\nBudgets: flash {b['flash']:,} B, RAM {b['ram']:,} B, MACs "
             f"{b['macs']:,}. Best: **{res.best.name if res.best else 'none'}**. "
             f"{res.seconds / 60:.1f} min; candidates trained on {res.train_samples:,} images "
-            f"(val acc = best validation accuracy after the epochs shown).\n\n"
+            f"as Ray Tune trials under ASHA, up to {res.max_epochs} epochs (val acc = best "
+            f"validation accuracy after the epochs shown).\n\n"
             f"![search](search.png)\n\n")
     (out / "search.md").write_text(head + "\n".join(lines) + "\n")
     _plot(res, out / "search.png")

@@ -154,6 +154,16 @@ def test_card_publishes_a_run(tiny_run, tmp_path):
     assert (dest / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
     assert card["macs"] == report["model"]["macs"]
     assert card["accuracy"]["tflm"] == report["accuracy"]["tflm"]
+    # the test split is held out: the checkpoint was chosen on val
+    assert card["accuracy"]["split"] == "test"
+    assert card["accuracy"]["split_chose_checkpoint"] is False
+    assert "picked the checkpoint" in card["splits"]["val"]["use"]
+    assert card["model_hash"] == model_hash((out / "model.tflite").read_bytes())
+    assert card["data_sha256"] == report["data"]["digest"]
+    sizes = {k: v["samples"] for k, v in card["splits"].items()}
+    assert sizes["test"] == card["accuracy"]["samples"] and sum(sizes.values()) == 600
+    assert all(len(v["sha256"]) == 64 for v in card["splits"].values())
+    assert card["model_hash"] in (dest / "README.md").read_text()
     assert card["preprocess"]["pixel_scale"] == pytest.approx(1 / 255)
     assert card["config"]["model"]["arch"] == "mobilenet_v1"
     assert "confusion.png" in (dest / "README.md").read_text()
