@@ -3,6 +3,10 @@
     export_aot(model, out_dir, prefix="tp") -> AotResult    (writes the C folder)
     compile_model(model) -> Compiled                       (lowered + planned, nothing written)
     check_supported(model) -> None                         (raises UnsupportedOpError)
+
+The arena plan stripes ranges of ops where that lowers the peak (`pipeline.aot.stripes`), and a
+float input read only by a QUANTIZE op is quantized as it is written (`tp_input_write`), so
+only its int8 tensor lives in the arena.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.aot import emit
+from pipeline.aot import emit, stripes
 from pipeline.aot.graph import Graph
 from pipeline.aot.ops import Kernel, Unsupported, lower
-from pipeline.aot.planner import Plan, Step, plan
+from pipeline.aot.planner import Plan
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
 
@@ -40,6 +44,9 @@ class AotResult:
     weights_bytes: int
     ops: list[str] = field(default_factory=list)      # op names in execution order
     kernels: list[str] = field(default_factory=list)  # tinykernels sources used (tk_conv, ...)
+    per_op_arena_bytes: int = 0                       # the arena without striping
+    stripes: list[str] = field(default_factory=list)  # one line per striped range of ops
+    striped: list[tuple[int, int]] = field(default_factory=list)  # their first, last op position
 
 
 def _lower_all(g: Graph) -> list[tuple[int, Kernel]]:
@@ -78,10 +85,42 @@ class Compiled:
     plan: Plan
     const_of: dict[int, int]
     model_hash: str
+    choice: stripes.Choice | None = None
+    quantized_inputs: dict[int, int] = field(default_factory=dict)  # input index -> int8 tensor
 
     @property
     def arena_bytes(self) -> int:
         return self.plan.total
+
+    @property
+    def per_op_arena_bytes(self) -> int:
+        """The arena of the same model planned op by op, without striping."""
+        return self.choice.base_plan.total if self.choice else self.plan.total
+
+    @property
+    def groups(self) -> list[stripes.Group]:
+        return self.choice.groups if self.choice else []
+
+    def stripe_notes(self) -> list[str]:
+        """One line per striped range: ops, bands, line buffers and the bytes moved."""
+        out = []
+        for gr in self.groups:
+            a, b = (self.graph.ops[self.kernels[p][0]].index for p in (gr.first, gr.last))
+            buf = sum(cap * stripes._row_bytes(self.graph, t) for t, cap in gr.caps.items())
+            out.append(f"ops {a}-{b}: {len(gr.steps)} bands of {gr.band} row(s), "
+                       f"{gr.calls()} kernel calls, line buffers {buf:,} B, "
+                       f"{gr.moved_bytes(self.graph):,} B moved per inference, no recomputed MACs")
+        return out
+
+    def layer_live_bytes(self) -> list[tuple[int, int]]:
+        """Per kernel: arena bytes in use while it runs, planned op by op and as compiled."""
+        if self.choice is None:
+            live = stripes.live_bytes(self.plan, len(self.kernels))
+            return [(v, v) for v in live]
+        c = self.choice
+        base = stripes.live_bytes(c.base_plan, max(c.base_step_of, default=-1) + 1)
+        now = stripes.live_bytes(c.plan, max(c.step_of, default=-1) + 1)
+        return [(base[c.base_step_of[p]], now[c.step_of[p]]) for p in range(len(self.kernels))]
 
     @property
     def op_names(self) -> list[str]:
@@ -89,17 +128,53 @@ class Compiled:
 
     @property
     def families(self) -> list[str]:
-        return sorted({k.family for _, k in self.kernels if k.family})
+        fams = {k.family for _, k in self.kernels if k.family}
+        if self.quantized_inputs:  # tp_input_write quantizes with tk_quantize_f32_s8
+            fams.add("tk_quantize")
+        return sorted(fams)
 
 
-def compile_model(model: ModelArtifact | bytes | str | Path) -> Compiled:
-    """Lower every op and plan the arena (UnsupportedOpError names the first op it cannot)."""
+def _fold_float_inputs(g: Graph, kernels: list[tuple[int, Kernel]]) -> dict[int, int]:
+    """Float inputs read only by one QUANTIZE to int8: that op becomes quantize-on-write.
+
+    Returns input index -> the int8 tensor that takes the input's place in the arena; the
+    QUANTIZE kernel is replaced by a no-op that keeps its position (op indices stay aligned).
+    """
+    folded = {}
+    for i, tid in enumerate(g.inputs):
+        if g.tensors[tid].dtype != "float32" or tid in g.outputs or g.inputs.count(tid) > 1:
+            continue
+        readers = [pos for pos, (_, k) in enumerate(kernels) if tid in k.inputs]
+        if len(readers) != 1:
+            continue
+        pos = readers[0]
+        op_index, k = kernels[pos]
+        if g.ops[op_index].name != "QUANTIZE" or not k.code[0].startswith("tk_quantize_f32_s8"):
+            continue
+        q = k.outputs[0]
+        if q in g.outputs or q in g.inputs:
+            continue
+        folded[i] = q
+        kernels[pos] = (op_index, Kernel(None, [], [q]))
+    return folded
+
+
+def compile_model(model: ModelArtifact | bytes | str | Path,
+                  stripe: bool | list[tuple[int, ...]] = True) -> Compiled:
+    """Lower every op and plan the arena (UnsupportedOpError names the first op it cannot).
+
+    stripe: True, the planner runs ranges of ops band by band where that lowers the peak;
+    False, op by op; a list of (first, last) or (first, last, rows per band) op positions,
+    exactly those ranges (tests and experiments).
+    """
     art = ModelArtifact.load(model)
-    cached = art.__dict__.get("aot_compiled")
+    key = "aot_compiled" if stripe is True else f"aot_compiled_{stripe!r}"
+    cached = art.__dict__.get(key)
     if cached is not None:
         return cached
     g = art.graph
     kernels = _lower_all(g)
+    folded = _fold_float_inputs(g, kernels)
     # Constants read by kernels become weight arrays; aliases of constants point at them.
     const_of: dict[int, int] = {}
     for _, k in kernels:
@@ -113,13 +188,23 @@ def compile_model(model: ModelArtifact | bytes | str | Path) -> Compiled:
         if k.scratch:
             k.scratch_tid = SCRATCH_BASE + pos
             nbytes[k.scratch_tid] = k.scratch
-    steps = [Step(k.inputs, k.outputs + ([k.scratch_tid] if k.scratch else []), k.alias,
-                  k.inplace, k.overlap) for _, k in kernels]
-    for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(g.inputs + g.outputs):
+    inputs = [folded.get(i, t) for i, t in enumerate(g.inputs)]
+    for tid in {t for _, k in kernels for t in k.inputs + k.outputs} | set(inputs + g.outputs):
         if tid >= 0 and tid not in const_of:
             nbytes[tid] = g.tensors[tid].nbytes
-    compiled = Compiled(g, kernels, plan(steps, nbytes, g.inputs, g.outputs), const_of, art.hash)
-    art.__dict__["aot_compiled"] = compiled  # emitting C does not change it
+    if stripe is True:
+        choice = stripes.choose(g, kernels, nbytes, inputs, g.outputs)
+    elif stripe:
+        choice = stripes.fixed(g, kernels, nbytes, inputs, g.outputs, list(stripe))
+    else:
+        p, step_of = stripes.plan_groups(g, kernels, [], nbytes, inputs, g.outputs)
+        choice = stripes.Choice([], p, p, step_of, step_of)
+    for gr in choice.groups:  # the ops of a group share its work space
+        for pos in gr.positions:
+            if kernels[pos][1].scratch:
+                kernels[pos][1].scratch_tid = gr.scratch_tid
+    compiled = Compiled(g, kernels, choice.plan, const_of, art.hash, choice, folded)
+    art.__dict__[key] = compiled  # emitting C does not change it
     return compiled
 
 
@@ -128,15 +213,15 @@ def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
     names = emit.Names(prefix)
     weight_ids = sorted(set(c.const_of.values()))
     weights, wbytes = emit.weights_source(g, weight_ids, names)
-    decls, body = emit.invoke_source(g, kernels, p, c.const_of, names)
+    decls, body = emit.invoke_source(g, kernels, p, c.const_of, names, c.groups)
     op_names, families = c.op_names, c.families
+    quant = {i: (q, g.tensors[q]) for i, q in c.quantized_inputs.items()}
 
     files = []
     hdr = tmp / f"{prefix}_model.h"
-    hdr.write_text(emit.header_source(g, p, names, c.model_hash, wbytes, op_names))
+    hdr.write_text(emit.header_source(g, p, names, c.model_hash, wbytes, op_names, quant))
     src = tmp / f"{prefix}_model.c"
-    src.write_text(emit.model_source(g, p, names, weights, decls, body,
-                                     any("memcpy" in line for line in body)))
+    src.write_text(emit.model_source(g, p, names, weights, decls, body, True, quant))
     files += [hdr, src]
     sources = [f"{f}.c" for f in families]
     sources += [f"{f}_dsp.c" for f in families if (KERNELS_DIR / f"{f}_dsp.c").is_file()]
@@ -146,15 +231,18 @@ def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
             raise ModelError(f"{s}: tinykernels source missing from the installation")
         shutil.copyfile(s, tmp / fname)
         files.append(tmp / fname)
-    return AotResult(tmp, files, p.total, wbytes, op_names, families)
+    return AotResult(tmp, files, p.total, wbytes, op_names, families, c.per_op_arena_bytes,
+                     c.stripe_notes(), [(gr.first, gr.last) for gr in c.groups])
 
 
 def export_aot(model: ModelArtifact | bytes | str | Path, out_dir: str | Path,
-               prefix: str = "tp") -> AotResult:
-    """Compile `model` to C in `out_dir` (created or updated; nothing is written on failure)."""
+               prefix: str = "tp", stripe: bool | list[tuple[int, ...]] = True) -> AotResult:
+    """Compile `model` to C in `out_dir` (created or updated; nothing is written on failure).
+
+    `stripe` as in `compile_model` (False plans op by op, to compare what striping costs)."""
     if not _IDENT.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: must be a C identifier")
-    compiled = compile_model(model)
+    compiled = compile_model(model, stripe)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

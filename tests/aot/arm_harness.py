@@ -29,12 +29,13 @@ def _split(raw: bytes, ospec, n: int) -> list[np.ndarray]:
 
 
 def check_arm_bit_exact(model_bytes: bytes, tmp: Path, envs=ENVS_DSP, n: int = 16,
-                        seed: int = 0, reps=None, portable: bool = False, inputs=None):
+                        seed: int = 0, reps=None, portable: bool = False, inputs=None,
+                        stripe=True):
     """Export once, run TFLM once, then build + run on every QEMU env and compare outputs."""
     from pipeline.tflm import run_tflm
 
     spec, ospec, _ = io_specs(model_bytes)
-    res = export_aot(model_bytes, tmp / "gen")
+    res = export_aot(model_bytes, tmp / "gen", stripe=stripe)
     if inputs is None:
         inputs = random_inputs(spec, n, np.random.default_rng(seed), reps)
     n = len(inputs[0])
