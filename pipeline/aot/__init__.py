@@ -107,9 +107,10 @@ class Compiled:
         for gr in self.groups:
             a, b = (self.graph.ops[self.kernels[p][0]].index for p in (gr.first, gr.last))
             buf = sum(cap * stripes._row_bytes(self.graph, t) for t, cap in gr.caps.items())
-            out.append(f"ops {a}-{b}: {len(gr.steps)} bands of {gr.band} row(s), "
-                       f"{gr.calls()} kernel calls, line buffers {buf:,} B, "
-                       f"{gr.moved_bytes(self.graph):,} B moved per inference, no recomputed MACs")
+            out.append(f"ops {a}-{b}: {gr.mode} schedule, {gr.calls()} kernel calls of at most "
+                       f"{gr.band} row(s), line buffers {buf:,} B, "
+                       f"{gr.moved_bytes(self.graph):,} B moved per inference, "
+                       "no recomputed MACs")
         return out
 
     def layer_live_bytes(self) -> list[tuple[int, int]]:

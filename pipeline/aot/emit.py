@@ -70,7 +70,7 @@ def invoke_source(g: Graph, kernels: list[tuple[int, Kernel]], plan: Plan,
     decls, body = [], []
     first_of = {gr.first: gr for gr in groups}
     inside = {p for gr in groups for p in gr.positions}
-    if any(isinstance(a, stripes.Move) for gr in groups for s in gr.steps for a in s):
+    if any(isinstance(a, stripes.Move) for gr in groups for a in gr.actions):
         decls.append(stripes.MOVE_HELPER.format(p=names.p))
     for pos, (i, k) in enumerate(kernels):
         op = g.ops[i]

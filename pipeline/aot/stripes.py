@@ -61,9 +61,10 @@ class Group:
     inputs: list[int]                         # whole tensors read; the largest first
     outputs: list[int]                        # whole tensors written; the sink first
     caps: dict[int, int]                      # buffered tensor -> rows its line buffer holds
-    band: int
-    slack: int
-    steps: list[list[Call | Move]]
+    mode: str                                 # "pull" or "step" (see `schedule`)
+    band: int                                 # rows per call at most
+    slack: int                                # rows of line buffer beyond the least needed
+    actions: list[Call | Move]                # in execution order
     overlap: int | None                       # sink vs inputs[0], as Step.overlap
     scratch: int = 0
     index: int = 0                            # position among the model's groups
@@ -80,11 +81,15 @@ class Group:
 
     def moved_bytes(self, g: Graph) -> int:
         """Bytes the line-buffer moves copy per inference."""
-        return sum(a.rows * _row_bytes(g, a.tid) for s in self.steps for a in s
-                   if isinstance(a, Move))
+        return sum(a.rows * _row_bytes(g, a.tid) for a in self.actions if isinstance(a, Move))
 
     def calls(self) -> int:
-        return sum(1 for s in self.steps for a in s if isinstance(a, Call))
+        return sum(1 for a in self.actions if isinstance(a, Call))
+
+    def cost(self, g: Graph) -> int:
+        """Rough instructions the striping adds: per call (set-up, work-space preparation)
+        and per byte moved."""
+        return 300 * self.calls() + self.moved_bytes(g)
 
 
 @dataclass
@@ -150,8 +155,16 @@ class _NoBands(Exception):
 
 
 def schedule(g: Graph, kernels: list[tuple[int, Kernel]], positions: list[int],
-             graph_outputs: set[int], band: int = 1, slack: int = 0) -> Group | None:
-    """The band-by-band schedule of kernels[positions], or None if they cannot be striped."""
+             graph_outputs: set[int], band: int = 1, slack: int = 0,
+             mode: str = "pull", full: bool = True) -> Group | None:
+    """The band-by-band schedule of kernels[positions], or None if they cannot be striped.
+
+    "pull": depth first, an op asks its producers for just the rows its next call reads, so
+    line buffers hold little more than one window each. "step": each step advances the sink
+    by `band` rows and every op computes at once all rows that needs (fewer, larger calls,
+    longer line buffers). With `full` False only the sizes and the overlap are computed (what
+    planning needs), not the actions.
+    """
     ks = {p: kernels[p][1] for p in positions}
     if not all(stripeable(g, k) for k in ks.values()):
         return None
@@ -181,11 +194,51 @@ def schedule(g: Graph, kernels: list[tuple[int, Kernel]], positions: list[int],
         return None
     ext.sort(key=lambda t: -g.tensors[t].nbytes)
 
-    def run(caps: dict[int, int] | None) -> tuple[list[list[Call | Move]], dict[int, int]]:
+    def run(caps: dict[int, int] | None) -> tuple[list[Call | Move], dict[int, int]]:
         done = {t: 0 for t in produced}
-        r0 = {t: 0 for t in internal}
-        need = {t: 0 for t in internal}
-        steps: list[list[Call | Move]] = []
+        r0 = {t: 0 for t in internal}     # the row at storage row 0 of each line buffer
+        need = {t: 0 for t in internal}   # rows each line buffer must hold at least
+        acts: list[Call | Move] = []
+
+        def call(p: int, lo: int, hi: int) -> None:
+            k = ks[p]
+            t = k.outputs[0]
+            ins = []
+            for ti in acts_of[p]:
+                a, b = _need_lo(g, k, ti, lo), _need_hi(g, k, ti, hi)
+                if b <= a:  # rows of padding only: no kernel is asked to read 0 rows
+                    raise _NoBands
+                assert ti not in produced or b <= done[ti], "band input not computed yet"
+                ins.append((a, b - a, a - r0[ti] if ti in internal else a))
+            at = lo
+            if t in internal:
+                # Rows below `keep` are read by no later call: drop them if room is short.
+                keep = min(lo, *(_need_lo(g, ks[c], t, done[ks[c].outputs[0]])
+                                 for c in consumers[t]))
+                need[t] = max(need[t], hi - keep)
+                if caps is not None and hi - r0[t] > caps[t]:
+                    if lo > keep:
+                        acts.append(Move(t, keep - r0[t], lo - keep))
+                    r0[t] = keep
+                at = lo - r0[t]
+            acts.append(Call(p, lo, hi, at, ins))
+            done[t] = hi
+
+        def produce(t: int, upto: int) -> None:
+            p = produced[t]
+            while done[t] < upto:
+                lo = done[t]
+                hi = min(upto, lo + band)
+                for ti in acts_of[p]:
+                    if ti in produced:
+                        produce(ti, _need_hi(g, ks[p], ti, hi))
+                call(p, lo, hi)
+
+        if mode == "pull":
+            produce(sink, _h(g, sink))
+            for t in outputs[1:]:
+                produce(t, _h(g, t))
+            return acts, need
         h_sink = _h(g, sink)
         while done[sink] < h_sink:
             target = {sink: min(h_sink, done[sink] + band)}
@@ -198,51 +251,28 @@ def schedule(g: Graph, kernels: list[tuple[int, Kernel]], positions: list[int],
                 if last and t not in internal:
                     hi = _h(g, t)
                 target[t] = max(hi, done[t])
-            acts: list[Call | Move] = []
             for p in positions:
-                k = ks[p]
-                t = k.outputs[0]
-                lo, hi = done[t], target[t]
-                if lo == hi:
-                    continue
-                ins = []
-                for ti in acts_of[p]:
-                    a, b = _need_lo(g, k, ti, lo), _need_hi(g, k, ti, hi)
-                    if b <= a:  # rows of padding only: no kernel is asked to read 0 rows
-                        raise _NoBands
-                    assert ti not in produced or b <= done[ti], "band input not computed yet"
-                    ins.append((a, b - a, a - r0[ti] if ti in internal else a))
-                at = lo
-                if t in internal:
-                    keep = min(_need_lo(g, ks[c], t, done[ks[c].outputs[0]])
-                               for c in consumers[t])
-                    keep = min(keep, lo)
-                    need[t] = max(need[t], hi - keep)
-                    if caps is not None and hi - r0[t] > caps[t]:
-                        if lo > keep:
-                            acts.append(Move(t, keep - r0[t], lo - keep))
-                        r0[t] = keep
-                    at = lo - r0[t]
-                acts.append(Call(p, lo, hi, at, ins))
-                done[t] = hi
-            steps.append(acts)
-        return steps, need
+                t = ks[p].outputs[0]
+                if done[t] < target[t]:
+                    call(p, done[t], target[t])
+        return acts, need
 
     try:
-        _, need = run(None)
+        rough, need = run(None)  # storage rows not final, rows and order are
         caps = {t: min(_h(g, t), need[t] + slack) for t in internal}
-        steps, _ = run(caps)
+        actions = run(caps)[0] if full else []
     except _NoBands:
         return None
-    grp = Group(list(positions), ext, outputs, caps, band, slack, steps, None,
+    grp = Group(list(positions), ext, outputs, caps, mode, band, slack, actions, None,
                 max((ks[p].scratch for p in positions), default=0))
-    grp.overlap = _sink_overlap(g, ks, acts_of, grp)
-    _check(g, ks, acts_of, grp)
+    grp.overlap = _sink_overlap(g, ks, acts_of, rough, grp)
+    if full:
+        _check(g, ks, acts_of, grp)
     return grp
 
 
 def _sink_overlap(g: Graph, ks: dict[int, Kernel], acts_of: dict[int, list[int]],
-                  grp: Group) -> int | None:
+                  actions: list[Call | Move], grp: Group) -> int | None:
     """Smallest in_off - out_off with which the sink may share memory with inputs[0].
 
     A call writing sink rows [.., hi) must stay below every row of the input that a later call
@@ -251,7 +281,7 @@ def _sink_overlap(g: Graph, ks: dict[int, Kernel], acts_of: dict[int, list[int]]
     """
     src, sink = grp.inputs[0], grp.outputs[0]
     rb_in, rb_out = _row_bytes(g, src), _row_bytes(g, sink)
-    calls = [a for s in grp.steps for a in s if isinstance(a, Call)]
+    calls = [a for a in actions if isinstance(a, Call)]
     first_read = []  # per call: first input row it reads, or None
     for c in calls:
         rows = [a for t, (a, n, _) in zip(acts_of[c.pos], c.ins, strict=True)
@@ -284,26 +314,25 @@ def _check(g: Graph, ks: dict[int, Kernel], acts_of: dict[int, list[int]], grp: 
     buffer stays within its capacity, every output row is written once and all of them are."""
     store: dict[int, list] = {t: [None] * cap for t, cap in grp.caps.items()}
     written: dict[int, set[int]] = {t: set() for t in grp.outputs}
-    for s in grp.steps:
-        for a in s:
-            if isinstance(a, Move):
-                buf = store[a.tid]
-                buf[:a.rows] = buf[a.src:a.src + a.rows]
-                continue
-            k = ks[a.pos]
-            for t, (lo, n, at) in zip(acts_of[a.pos], a.ins, strict=True):
-                if t in store:
-                    assert 0 <= at and at + n <= len(store[t]), "band outside its line buffer"
-                    assert store[t][at:at + n] == list(range(lo, lo + n)), "line buffer row lost"
-                elif t in written:
-                    assert set(range(lo, lo + n)) <= written[t], "whole tensor row not written"
-            t = k.outputs[0]
+    for a in grp.actions:
+        if isinstance(a, Move):
+            buf = store[a.tid]
+            buf[:a.rows] = buf[a.src:a.src + a.rows]
+            continue
+        k = ks[a.pos]
+        for t, (lo, n, at) in zip(acts_of[a.pos], a.ins, strict=True):
             if t in store:
-                assert a.out_at >= 0 and a.out_at + a.hi - a.lo <= len(store[t])
-                store[t][a.out_at:a.out_at + a.hi - a.lo] = list(range(a.lo, a.hi))
-            else:
-                assert a.out_at == a.lo and not written[t] & set(range(a.lo, a.hi))
-                written[t] |= set(range(a.lo, a.hi))
+                assert 0 <= at and at + n <= len(store[t]), "band outside its line buffer"
+                assert store[t][at:at + n] == list(range(lo, lo + n)), "line buffer row lost"
+            elif t in written:
+                assert set(range(lo, lo + n)) <= written[t], "whole tensor row not written"
+        t = k.outputs[0]
+        if t in store:
+            assert a.out_at >= 0 and a.out_at + a.hi - a.lo <= len(store[t])
+            store[t][a.out_at:a.out_at + a.hi - a.lo] = list(range(a.lo, a.hi))
+        else:
+            assert a.out_at == a.lo and not written[t] & set(range(a.lo, a.hi))
+            written[t] |= set(range(a.lo, a.hi))
     for t in grp.outputs:
         assert written[t] == set(range(_h(g, t))), "group output not complete"
 
@@ -432,10 +461,10 @@ def choose(g: Graph, kernels: list[tuple[int, Kernel]], nbytes: dict[int, int],
            inputs: list[int], outputs: list[int]) -> Choice:
     """Stripe the ranges of ops that lower the arena.
 
-    Greedy on the live-bytes estimate (the range that lowers the highest step most), then a
-    local search with the real planner (grow or shrink each range by up to two ops), then
-    every range whose removal keeps the arena is dropped, then each range gets the widest
-    bands and line buffers that keep the arena (fewer calls and moves).
+    Greedy on the live-bytes estimate (the range that lowers the highest step most, pull
+    schedule, one row per call), then a local search with the real planner (grow, shrink or
+    split each range), then every range whose removal keeps the arena is dropped, then each
+    range gets the cheapest schedule (mode, rows per call, line-buffer slack) that keeps it.
     """
     base, base_step_of = plan_groups(g, kernels, [], nbytes, inputs, outputs)
     none = Choice([], base, base, base_step_of, base_step_of)
@@ -446,79 +475,93 @@ def choose(g: Graph, kernels: list[tuple[int, Kernel]], nbytes: dict[int, int],
     outs = set(outputs)
     cache: dict[tuple, Group | None] = {}
 
-    def group(rng: tuple[int, int], band: int = 1, slack: int = 0) -> Group | None:
-        key = (rng, band, slack)
+    def group(rng: tuple[int, int], band: int = 1, slack: int = 0, mode: str = "pull",
+              full: bool = True) -> Group | None:
+        key = (rng, band, slack, mode, full)
         if key not in cache:
             ok = (rng[0] in run_of and run_of.get(rng[1]) == run_of[rng[0]]
                   and 0 < rng[1] - rng[0] < MAX_GROUP_OPS)
             cache[key] = schedule(g, kernels, list(range(rng[0], rng[1] + 1)), outs, band,
-                                  slack) if ok else None
+                                  slack, mode, full) if ok else None
         return cache[key]
 
+    def profile(groups: list[Group]) -> tuple[list[int], list[int]]:
+        steps, step_of, sizes = _layout(g, kernels, groups, nbytes)
+        return live_estimate(steps, sizes, inputs, outputs), step_of
+
     def estimate(groups: list[Group]) -> int:
-        steps, _, sizes = _layout(g, kernels, groups, nbytes)
-        return max(live_estimate(steps, sizes, inputs, outputs), default=0)
+        return max(profile(groups)[0], default=0)
 
     def real(groups: list[Group], trials: int = 8) -> int:
         return plan_groups(g, kernels, groups, nbytes, inputs, outputs, trials)[0].total
 
-    def clash(rng: tuple[int, int], others) -> bool:
-        return any(not (rng[1] < a or b < rng[0]) for a, b in others)
+    def score(gs: list[Group]) -> tuple[int, int]:
+        return real(gs), sum(x.cost(g) for x in gs)
 
-    # 1. Greedy on the estimate.
+    def disjoint(rng: tuple[int, int], others) -> bool:
+        return all(rng[1] < a or b < rng[0] for a, b in others)
+
+    # 1. Greedy on the estimate: lower the highest step, or the number of steps that high.
+    # A range changes the live bytes of its own ops only, so it must cover a highest step.
     cands = [(r[i], r[j]) for r in runs for i in range(len(r))
              for j in range(i + 1, min(len(r), i + MAX_GROUP_OPS))]
     chosen: dict[tuple[int, int], Group] = {}
-    current = estimate([])
+    live, _ = profile([])
+    current = (max(live), live.count(max(live)))
     while True:
+        live, step_of = profile(list(chosen.values()))
+        peak = {p for p in range(len(kernels)) if live[step_of[p]] == current[0]}
         best = None
         for rng in cands:
-            if any(not (rng[1] < a or b < rng[0]) and not (rng[0] <= a and b <= rng[1])
-                   for a, b in chosen):
+            if not any(rng[0] <= p <= rng[1] for p in peak):
                 continue
-            gr = group(rng)
+            inner = [k for k in chosen if rng[0] <= k[0] and k[1] <= rng[1]]
+            if not disjoint(rng, [k for k in chosen if k not in inner]):
+                continue
+            gr = group(rng, full=False)
             if gr is None:
                 continue
-            kept = [v for (a, b), v in chosen.items() if not (rng[0] <= a and b <= rng[1])]
-            key = (estimate(kept + [gr]), rng[1] - rng[0])
-            if key[0] < current and (best is None or key < best[0]):
+            est, _ = profile([v for k, v in chosen.items() if k not in inner] + [gr])
+            key = (max(est), est.count(max(est)), rng[1] - rng[0])
+            if key[:2] < current and (best is None or key < best[0]):
                 best = (key, rng)
         if best is None:
             break
-        current, rng = best[0][0], best[1]
+        current, rng = best[0][:2], best[1]
         chosen = {k: v for k, v in chosen.items() if not (rng[0] <= k[0] and k[1] <= rng[1])}
-        chosen[rng] = group(rng)
+        chosen[rng] = group(rng, full=False)
     if not chosen:
         return none
 
-    # 2. Local search with the planner: (arena, ops striped), both smaller is better.
-    groups = sorted(chosen.values(), key=lambda x: x.first)
-
-    def score(gs: list[Group]) -> tuple[int, int]:
-        return real(gs), sum(len(x.positions) for x in gs)
-
+    # 2. Local search with the planner: grow, shrink or split a range.
+    groups = sorted((group((x.first, x.last)) for x in chosen.values()), key=lambda x: x.first)
     cur = score(groups)
+
+    def variants(i: int):
+        gr = groups[i]
+        others = [(x.first, x.last) for j, x in enumerate(groups) if j != i]
+        for da in (-2, -1, 0, 1, 2):
+            for db in (-2, -1, 0, 1, 2):
+                rng = (gr.first + da, gr.last + db)
+                if (da, db) != (0, 0) and disjoint(rng, others):
+                    yield [rng]
+        for cut in range(gr.first + 1, gr.last):
+            yield [(gr.first, cut), (cut + 1, gr.last)]
+
     moved = True
     while moved:
         moved = False
-        for i, gr in enumerate(groups):
-            others = [(x.first, x.last) for j, x in enumerate(groups) if j != i]
-            for da in (-2, -1, 0, 1, 2):
-                for db in (-2, -1, 0, 1, 2):
-                    rng = (gr.first + da, gr.last + db)
-                    if (da, db) == (0, 0) or clash(rng, others):
-                        continue
-                    alt = group(rng)
-                    if alt is None:
-                        continue
-                    trial = groups[:i] + [alt] + groups[i + 1:]
-                    if estimate(trial) > cur[0]:
-                        continue
-                    sc = score(trial)
-                    if sc < cur:
-                        groups, cur, moved = trial, sc, True
-                        break
-                if moved:
+        for i in range(len(groups)):
+            for rngs in variants(i):
+                light = [group(r, full=False) for r in rngs]
+                if any(x is None for x in light):
+                    continue
+                if estimate(groups[:i] + light + groups[i + 1:]) > cur[0]:
+                    continue
+                trial = groups[:i] + [group(r) for r in rngs] + groups[i + 1:]
+                sc = score(trial)
+                if sc < cur:
+                    groups, cur, moved = sorted(trial, key=lambda x: x.first), sc, True
                     break
             if moved:
                 break
@@ -531,20 +574,17 @@ def choose(g: Graph, kernels: list[tuple[int, Kernel]], nbytes: dict[int, int],
     if cur[0] >= base.total:
         return none
 
-    # 4. Wider bands and roomier line buffers: fewer calls and moves for the same arena.
+    # 4. The cheapest schedule of each range that keeps the arena.
     for i in range(len(groups)):
         rng = (groups[i].first, groups[i].last)
-        for band, slack in [(b, s) for b in reversed(BANDS) for s in reversed(SLACKS)]:
-            if (band, slack) == (groups[i].band, groups[i].slack):
+        opts = [group(rng, b, s, m) for m in ("step", "pull") for b in BANDS for s in SLACKS]
+        for alt in sorted((x for x in opts if x is not None), key=lambda x: x.cost(g)):
+            if alt.cost(g) >= groups[i].cost(g):
                 break
-            alt = group(rng, band, slack)
-            if alt is None:
-                continue
             trial = groups[:i] + [alt] + groups[i + 1:]
-            if estimate(trial) > cur[0] or real(trial) > cur[0]:
-                continue
-            groups = trial
-            break
+            if estimate(trial) <= cur[0] and real(trial) <= cur[0]:
+                groups[i] = alt
+                break
     p, step_of = plan_groups(g, kernels, groups, nbytes, inputs, outputs)
     if p.total >= base.total:
         return none
@@ -552,24 +592,25 @@ def choose(g: Graph, kernels: list[tuple[int, Kernel]], nbytes: dict[int, int],
 
 
 def fixed(g: Graph, kernels: list[tuple[int, Kernel]], nbytes: dict[int, int],
-          inputs: list[int], outputs: list[int],
-          ranges: list[tuple[int, ...]]) -> Choice:
-    """Stripe exactly `ranges` ((first, last) or (first, last, band) op positions), whether or
-    not that lowers the arena: for tests and experiments. ConfigError names a bad range."""
+          inputs: list[int], outputs: list[int], ranges: list[tuple]) -> Choice:
+    """Stripe exactly `ranges`, each (first, last[, rows per call[, "pull" | "step"]]) op
+    positions, whether or not that lowers the arena: for tests and experiments. A range that
+    cannot be striped raises a one-line ConfigError."""
     from pipeline.errors import ConfigError
 
     base, base_step_of = plan_groups(g, kernels, [], nbytes, inputs, outputs)
     groups: list[Group] = []
     for r in ranges:
-        first, last, band = (tuple(r) + (1,))[:3]
-        gr = schedule(g, kernels, list(range(first, last + 1)), set(outputs), band)
+        first, last, band, mode = (tuple(r) + (1, "pull")[len(r) - 2:])[:4]
+        gr = schedule(g, kernels, list(range(first, last + 1)), set(outputs), band, 0, mode)
         if gr is None or any(not (last < x.first or x.last < first) for x in groups):
             raise ConfigError(f"{g.name}: ops {first}-{last} cannot run striped (each op must "
                               "be a convolution, depthwise, pooling or same-shape ADD/MUL on "
                               "NHWC int8, ranges disjoint, with one tensor handed on)")
         groups.append(gr)
+    groups.sort(key=lambda x: x.first)
     p, step_of = plan_groups(g, kernels, groups, nbytes, inputs, outputs)
-    return Choice(sorted(groups, key=lambda x: x.first), p, base, step_of, base_step_of)
+    return Choice(groups, p, base, step_of, base_step_of)
 
 
 # ---- C -----------------------------------------------------------------------------------------
@@ -590,97 +631,96 @@ static void {p}_move_down(uint8_t *dst, const uint8_t *src, size_t n) {{
 
 def group_source(g: Graph, kernels: list[tuple[int, Kernel]], gr: Group, plan: Plan,
                  names, pointer, tag) -> tuple[list[str], list[str]]:
-    """Declarations (the band table) and statements of one group's loop.
+    """Declarations (the action table) and statements of one group's loop.
 
-    `pointer(tid, write)` is the emitter's C pointer of a constant or whole tensor, `tag(pos)`
-    the per-op prefix of the op's declarations.
+    Each table row is one action: its case number, then the values that vary between the
+    actions of that case (the others are written into the code). `pointer(tid, write)` is
+    the emitter's C pointer of a constant tensor, `tag(pos)` the prefix of the op's
+    declarations.
     """
     arena = f"{names.p}_arena"
-    slots: list[tuple[str, object, list]] = []  # (kind, what, per-step values)
+    cases: list[tuple[str, object]] = []
     for p in gr.positions:
         t = kernels[p][1].outputs[0]
         if t in gr.caps:
-            slots.append(("move", t, []))
-        slots.append(("call", p, []))
-    for s in gr.steps:
-        by = {("move", a.tid) if isinstance(a, Move) else ("call", a.pos): a for a in s}
-        for kind, what, vals in slots:
-            vals.append(by.get((kind, what)))
+            cases.append(("move", t))
+        cases.append(("call", p))
+    index = {c: i for i, c in enumerate(cases)}
+    rows_of: dict[int, list] = {i: [] for i in range(len(cases))}
+    seq = []
+    for a in gr.actions:
+        i = index[("move", a.tid) if isinstance(a, Move) else ("call", a.pos)]
+        seq.append((i, len(rows_of[i])))
+        rows_of[i].append(a)
 
     def off(t: int, row: int) -> int:
         base = plan.offsets[gr.buffer_tid[t]] if t in gr.caps else plan.offsets[t]
         return base + row * _row_bytes(g, t)
 
-    cols: list[list[int]] = []
+    varying: dict[int, list[list[int]]] = {i: [] for i in rows_of}
 
-    def field(values: list[int]) -> str:
+    def field(i: int, values: list[int]) -> str:
         if all(v == values[0] for v in values):
             return str(values[0])
-        cols.append(values)
-        return f"e[{len(cols) - 1}]"
+        varying[i].append(values)
+        return f"e[{len(varying[i])}]"
 
     body: list[str] = []
-    for kind, what, acts in slots:
-        if kind == "move":
-            t = what
-            n = field([a.rows * _row_bytes(g, t) if a else 0 for a in acts])
-            src = field([off(t, a.src) if a else 0 for a in acts])
-            move = f"{names.p}_move_down({arena} + {off(t, 0)}, {arena} + {src}, (size_t){n});"
-            if n != "0":
-                body.append(move if n.isdigit() else f"if ({n}) {move}")
+    for i, (kind, what) in enumerate(cases):
+        acts = rows_of[i]
+        if not acts:
             continue
-        p = what
-        k = kernels[p][1]
+        if kind == "move":
+            n = field(i, [a.rows * _row_bytes(g, what) for a in acts])
+            src = field(i, [off(what, a.src) for a in acts])
+            body += [f"case {i}:",
+                     f"  {names.p}_move_down({arena} + {off(what, 0)}, {arena} + {src}, "
+                     f"(size_t){n});", "  break;"]
+            continue
+        k = kernels[what][1]
         r = k.rows
-        t_out = k.outputs[0]
-        count = field([a.hi - a.lo if a else 0 for a in acts])
-        sets = []
+        count = field(i, [a.hi - a.lo for a in acts])
         if r.kind == "window":
-            ti = _act_inputs(g, k)[0][1]
-            sets += [f"bp.out_h = {count};",
-                     f"bp.in_h = {field([a.ins[0][1] if a else 0 for a in acts])};",
-                     f"bp.pad_h = {field([_band_pad(r, a) if a else 0 for a in acts])};"]
+            sets = [f"bp.out_h = {count};", f"bp.in_h = {field(i, [a.ins[0][1] for a in acts])};",
+                    f"bp.pad_h = {field(i, [_band_pad(r, a) for a in acts])};"]
         else:
-            sets.append(f"bp.dims[{MAX_DIMS - 3}] = {count};")
+            sets = [f"bp.dims[{MAX_DIMS - 3}] = {count};"]
         ptrs = {}
         for n_in, (j, ti) in enumerate(_act_inputs(g, k)):
-            o = field([off(ti, a.ins[n_in][2]) if a else 0 for a in acts])
+            o = field(i, [off(ti, a.ins[n_in][2]) for a in acts])
             ptrs[f"@in{j}@"] = f"(const int8_t *)({arena} + {o})"
-        o = field([off(t_out, a.out_at) if a else 0 for a in acts])
+        o = field(i, [off(k.outputs[0], a.out_at) for a in acts])
         ptrs["@out0@"] = f"(int8_t *)({arena} + {o})"
         for j, tid in enumerate(k.inputs):
             if f"@in{j}@" not in ptrs and tid >= 0:
                 ptrs[f"@in{j}@"] = pointer(tid, False)
         calls = []
         for line in k.code:
-            line = line.replace("&@op@p", "&bp").replace("@op@", tag(p))
+            line = line.replace("&@op@p", "&bp").replace("@op@", tag(what))
             for ph, c in ptrs.items():
                 line = line.replace(ph, c)
             calls.append(line)
-        stmt = [f"{r.params} bp = {tag(p)}p;", *sets, *calls]
-        op = g.ops[kernels[p][0]]
-        head = f"if ({count}) {{ /* op {op.index}: {op.name} */" if not count.isdigit() else \
-            f"{{ /* op {op.index}: {op.name} */"
-        body += [head, *("  " + x for x in stmt), "}"]
-    n_steps = len(gr.steps)
-    ctype = "int32_t" if any(abs(v) > 32767 for c in cols for v in c) else "int16_t"
+        op = g.ops[kernels[what][0]]
+        body += [f"case {i}: {{ /* op {op.index}: {op.name} */", f"  {r.params} bp = {tag(what)}p;",
+                 *("  " + x for x in sets), *("  " + x for x in calls), "  break;", "}"]
+    width = 1 + max(len(v) for v in varying.values())
+    table = [[i] + [v[j] for v in varying[i]] + [0] * (width - 1 - len(varying[i]))
+             for i, j in seq]
+    ctype = "int32_t" if any(abs(v) > 32767 for row in table for v in row) else "int16_t"
     tab = f"{names.p}_stripe{gr.index}"
-    decls = []
-    if cols:
-        rows = [", ".join(str(c[s]) for c in cols) for s in range(n_steps)]
-        decls.append(f"static const {ctype} {tab}[{n_steps}][{len(cols)}] = {{\n  " +
-                     ",\n  ".join(f"{{{r}}}" for r in rows) + "\n};")
+    decls = [f"static const {ctype} {tab}[{len(table)}][{width}] = {{\n  " +
+             ",\n  ".join("{" + ", ".join(map(str, row)) + "}" for row in table) + "\n};"]
     ops = ", ".join(g.ops[kernels[p][0]].name for p in gr.positions)
     first, last = g.ops[kernels[gr.first][0]].index, g.ops[kernels[gr.last][0]].index
-    out = [f"/* ops {first}-{last} striped ({ops}): {n_steps} steps of {gr.band} "
-           f"row{'s' if gr.band > 1 else ''} */",
+    out = [f"/* ops {first}-{last} striped ({ops}): {gr.calls()} kernel calls on bands of "
+           f"at most {gr.band} row{'s' if gr.band > 1 else ''} */",
            "{",
            "  int s;",
-           f"  for (s = 0; s < {n_steps}; ++s) {{"]
-    if cols:
-        out.append(f"    const {ctype} *e = {tab}[s];")
+           f"  for (s = 0; s < {len(table)}; ++s) {{",
+           f"    const {ctype} *e = {tab}[s];",
+           "    switch (e[0]) {"]
     out += ["    " + x for x in body]
-    out += ["  }", "}"]
+    out += ["    default:", "      break;", "    }", "  }", "}"]
     return decls, out
 
 

@@ -17,17 +17,17 @@ from pipeline.aot import compile_model
 pytestmark = needs_arm
 
 
-@pytest.mark.parametrize("name,band,envs", [
-    ("chain_odd_valid", 2, ("qemu-m4",)),
-    ("chain_same_s2", 1, ("qemu-m4",)),
-    ("residual", 1, ("qemu-m4", "qemu-m7")),
-    ("gated", 3, ("qemu-m4",)),
+@pytest.mark.parametrize("name,band,mode,envs", [
+    ("chain_odd_valid", 2, "step", ("qemu-m4",)),
+    ("chain_same_s2", 1, "pull", ("qemu-m4",)),
+    ("residual", 1, "pull", ("qemu-m4", "qemu-m7")),
+    ("gated", 3, "step", ("qemu-m4",)),
 ])
-def test_forced_stripes_dsp(keras, tmp_path, name, band, envs):
+def test_forced_stripes_dsp(keras, tmp_path, name, band, mode, envs):
     model, _ = build(keras, CHAINS[name], seed=5)
     first, last = stripe_range(model)
     res, ref, _ = check_arm_bit_exact(model, tmp_path, envs=envs, n=8, seed=2,
-                                      stripe=[(first, last, band)])
+                                      stripe=[(first, last, band, mode)])
     assert res.striped == [(first, last)]
     assert any(len(np.unique(o)) > 2 for o in ref.outputs)
 

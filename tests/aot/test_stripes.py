@@ -28,21 +28,24 @@ def chains(keras):
 
 @pytest.mark.parametrize("name", sorted(CHAINS))
 def test_forced_stripes_bit_exact(chains, name, tmp_path):
-    """The longest stripeable range, 1, 2 and 3 rows per band, then as the planner likes."""
+    """The longest stripeable range, both schedules with 1, 2 and 3 rows per call, then as
+    the planner likes."""
     model, _ = chains[name]
     first, last = stripe_range(model)
     assert last - first >= 3, (first, last)
     spec, _, _ = io_specs(model)
     inputs = random_inputs(spec, 12, np.random.default_rng(1))
     ref = run_tflm(model, inputs)
-    for band in (1, 2, 3):
-        c = compile_model(model, stripe=[(first, last, band)])
-        (gr,) = c.groups
-        assert gr.band == band and gr.caps  # some tensor lives in a line buffer
-        assert any(cap < c.graph.tensors[t].shape[1] for t, cap in gr.caps.items())
-        res, _ = check_bit_exact(model, tmp_path / f"b{band}", inputs=inputs,
-                                 stripe=[(first, last, band)], ref=ref)
-        assert res.striped == [(first, last)]
+    for mode in ("pull", "step"):
+        for band in (1, 2, 3):
+            spec = [(first, last, band, mode)]
+            c = compile_model(model, stripe=spec)
+            (gr,) = c.groups
+            assert (gr.mode, gr.band) == (mode, band) and gr.caps  # line buffers exist
+            assert any(cap < c.graph.tensors[t].shape[1] for t, cap in gr.caps.items())
+            res, _ = check_bit_exact(model, tmp_path / f"{mode}{band}", inputs=inputs,
+                                     stripe=spec, ref=ref)
+            assert res.striped == [(first, last)]
     check_bit_exact(model, tmp_path / "auto", inputs=inputs, ref=ref)
 
 
@@ -50,16 +53,15 @@ def test_schedule_computes_every_row_once(chains):
     """Calls cover each produced row exactly once; line buffers move only rows still needed."""
     model, _ = chains["residual"]
     first, last = stripe_range(model)
-    c = compile_model(model, stripe=[(first, last, 2)])
+    c = compile_model(model, stripe=[(first, last, 2, "step")])
     (gr,) = c.groups
     g = c.graph
     seen: dict[int, list[int]] = {}
-    for step in gr.steps:
-        for a in step:
-            if isinstance(a, Call):
-                seen.setdefault(c.kernels[a.pos][1].outputs[0], []).extend(range(a.lo, a.hi))
-            else:
-                assert isinstance(a, Move) and a.rows > 0 and a.src > 0
+    for a in gr.actions:
+        if isinstance(a, Call):
+            seen.setdefault(c.kernels[a.pos][1].outputs[0], []).extend(range(a.lo, a.hi))
+        else:
+            assert isinstance(a, Move) and a.rows > 0 and a.src > 0
     for t, rows in seen.items():
         assert rows == list(range(g.tensors[t].shape[1])), t
     assert gr.outputs[0] == c.kernels[last][1].outputs[0]
