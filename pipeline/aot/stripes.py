@@ -1,20 +1,25 @@
-"""Striped execution: run a run of ops band by band so that no tensor inside it is ever whole.
+"""Striped execution: run a range of ops band by band so that no tensor inside it is whole.
 
 A group is a range of consecutive ops (convolution, depthwise, pooling, same-shape ADD/MUL) with
-one sink: the tensor the group hands on. Each step computes the next `band` rows of the sink;
-every op first computes the rows of its output the later ops of the group need for that (rows
-are computed once: nothing is recomputed). A tensor produced and consumed inside the group lives
-in a line buffer of a few rows; rows no op will read again are dropped by moving the rows still
-needed to the front of the buffer. Tensors the group reads from outside or hands on stay whole
-and are addressed row by row, and the sink may overwrite the rows of the group's input that no
-call reads any more (`Group.overlap`, the planner's in_off - out_off distance).
+one sink: the tensor the group hands on. Ops run on bands of rows and every row is computed
+once (nothing is recomputed). In the "pull" schedule the sink asks its producer for rows, which
+asks its own producers for just the rows its next call reads, and so on, so a line buffer holds
+little more than one window; in the "step" schedule each step advances the sink by a few rows
+and every op computes at once all the rows that needs (fewer, larger calls). A tensor produced
+and consumed inside the group lives in a line buffer; rows no call will read again are dropped
+by moving the rows still needed to the front of the buffer. Tensors the group reads from
+outside or hands on stay whole and are addressed row by row, and the sink may overwrite rows of
+the group's input that no call reads any more (`Group.overlap`, as the planner's
+in_off - out_off distance).
 
 Each call runs the unchanged kernel on a band: a copy of the op's parameter struct with the
-band's heights and top padding (`RowMap`), pointers to the band's first rows. The kernels only
-see a smaller tensor whose top padding is the part of the real padding above the band; rows
-below a band are never needed unless they are the tensor's real bottom padding.
+band's heights and top padding (`RowMap`), pointers to the band's first rows. A kernel only
+sees a smaller tensor whose top padding is the part of the real padding above the band; rows
+below a band are never needed unless they are the tensor's real bottom padding. Every schedule
+is replayed on row labels at export (`_check`) before it is planned or emitted.
 
-    choose(g, kernels, nbytes, inputs, outputs) -> Choice   (groups + the arena plan, or none)
+    choose(g, kernels, nbytes, inputs, outputs) -> Choice   (the groups that lower the arena)
+    fixed(..., ranges) -> Choice                            (exactly these ranges)
     group_source(...)                                       (the C loop of one group)
 """
 
@@ -335,6 +340,27 @@ def _check(g: Graph, ks: dict[int, Kernel], acts_of: dict[int, list[int]], grp: 
             written[t] |= set(range(a.lo, a.hi))
     for t in grp.outputs:
         assert written[t] == set(range(_h(g, t))), "group output not complete"
+    if grp.overlap is None:
+        return
+    # The sink placed grp.overlap bytes below inputs[0]: no call reads a clobbered input row.
+    src, sink = grp.inputs[0], grp.outputs[0]
+    rb_in, rb_out = _row_bytes(g, src), _row_bytes(g, sink)
+    clobbered = float("-inf")  # where the sink bytes written so far end, from the input's start
+    for a in grp.actions:
+        if not isinstance(a, Call):
+            continue
+        k = ks[a.pos]
+        writes_sink = k.outputs[0] == sink
+        end = a.hi * rb_out - grp.overlap
+        if writes_sink and k.rows.kind != "elementwise":
+            clobbered = max(clobbered, end)  # its reads may come after its writes
+        for t, (lo, n, _) in zip(acts_of[a.pos], a.ins, strict=True):
+            if t == src and n:
+                assert lo * rb_in >= clobbered, "sink overwrote input rows still read"
+        if writes_sink:
+            if k.rows.kind == "elementwise":
+                assert grp.overlap >= 0 or src not in acts_of[a.pos]
+            clobbered = max(clobbered, end)
 
 
 # ---- planning ----------------------------------------------------------------------------------

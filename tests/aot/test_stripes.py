@@ -198,3 +198,32 @@ def test_profile_and_notes_show_the_saving(rn8):
     assert all(lc.aot_live is not None for lc in prof.layers)
     assert max(lc.aot_live for lc in prof.layers) <= prof.aot_arena_bytes
     assert max(lc.aot_live_per_op for lc in prof.layers) > prof.aot_arena_bytes
+
+
+def test_live_bytes_counts_each_byte_once():
+    from pipeline.aot.planner import Plan
+    from pipeline.aot.stripes import live_bytes
+
+    # buffers: [0, 100) alive 0-1, [50, 150) alive 1-2 (overlapping the first), [200, 216) at 2
+    p = Plan({}, 224, [], [(0, 100, (0, 1)), (50, 100, (1, 2)), (200, 16, (2, 2))])
+    assert live_bytes(p, 4) == [100, 150, 116, 0]
+
+
+@pytest.mark.parametrize("name", ["residual", "chain_odd_valid"])
+def test_sink_overlap_is_tight(chains, name):
+    """The replay accepts the computed sink/input distance and rejects one byte less."""
+    from pipeline.aot.stripes import _act_inputs, _check
+
+    model, _ = chains[name]
+    first, last = stripe_range(model)
+    for mode in ("pull", "step"):
+        c = compile_model(model, stripe=[(first, last, 1, mode)])
+        (gr,) = c.groups
+        assert gr.overlap is not None
+        ks = {p: c.kernels[p][1] for p in gr.positions}
+        acts = {p: [t for _, t in _act_inputs(c.graph, k)] for p, k in ks.items()}
+        _check(c.graph, ks, acts, gr)
+        gr.overlap -= 1
+        with pytest.raises(AssertionError):
+            _check(c.graph, ks, acts, gr)
+        gr.overlap += 1
