@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import farm_plugin  # noqa: E402
 import tiny_model  # noqa: E402
 
 from pipeline.artifact import ModelArtifact  # noqa: E402
@@ -37,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="QEMU binary for emulator envs (default: qemu-system-arm).")
     g.addoption("--no-flash", dest="hil_no_flash", action="store_true",
                 help="Board at --port already runs the test model's firmware.")
+    farm_plugin.add_options(g)  # --place, --coordinator: labgrid boards as --port
+
+
+# labgrid places (--place, one per xdist worker) or --lg-env become --port --no-flash
+pytest_sessionstart = farm_plugin.sessionstart
+pytest_sessionfinish = farm_plugin.sessionfinish
 
 
 def pytest_configure(config: pytest.Config) -> None:

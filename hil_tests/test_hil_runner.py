@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.boards import board
-from pipeline.emulator import Emulator
+from pipeline.emulator import make_emulator
 from pipeline.errors import DeviceError
 from pipeline.hil.faults import FaultProxy
 from pipeline.hil.link import Link
@@ -56,7 +56,7 @@ def test_every_sample_once_through_faulty_line(env: str, firmware: Path | None,
         pytest.skip("the fault proxy sits between the harness and QEMU's TCP UART")
     qemu = request.getfixturevalue("qemu")
     n = 24
-    with Emulator(spec.machine, firmware, qemu=qemu) as emu, \
+    with make_emulator(spec, firmware, "qemu", qemu) as emu, \
             FaultProxy(("127.0.0.1", emu.port), drop=0.005, corrupt=0.005, seed=11) as proxy, \
             Link(proxy.url, timeout=0.08, retries=60, first_infer_timeout=1.0) as link:
         link.hello(timeout=1.0)
@@ -78,7 +78,7 @@ def test_board_lost_mid_run_keeps_partial_report(env: str, model_path: Path,
     if not spec.emulated or request.config.getoption("hil_port"):
         pytest.skip("needs an emulator we can pull the plug on")
     qemu = request.getfixturevalue("qemu")
-    emu = Emulator(spec.machine, firmware, qemu=qemu).start()
+    emu = make_emulator(spec, firmware, "qemu", qemu).start()
 
     def unplug(done: int, _total: int, _msg: str) -> None:
         if done == 5:
@@ -102,7 +102,7 @@ def test_model_hash_mismatch_suggests_flashing(env: str, model_path: Path,
     if not spec.emulated or request.config.getoption("hil_port"):
         pytest.skip("starts its own emulator")
     other = model_path.read_bytes() + b"\0"  # same graph, different file: different hash
-    with Emulator(spec.machine, firmware, qemu=request.getfixturevalue("qemu")) as emu, \
+    with make_emulator(spec, firmware, "qemu", request.getfixturevalue("qemu")) as emu, \
             pytest.raises(DeviceError, match=r"board runs model \w{16}, expected \w{16}; flash"):
         run_hil(env, other, port=emu.url, flash=False, samples=samples[:2],
                 out_dir=request.getfixturevalue("tmp_path"))

@@ -75,3 +75,24 @@ def test_build_without_tflm_dir_says_so(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("TFLM_DIR", str(tmp_path))
     with pytest.raises(BuildError, match="not a tflite-micro source tree"):
         build_firmware(ENV, b"unused", backend="tflm", out=tmp_path)
+
+
+@needs_tflm
+def test_input_of_odd_byte_count(tmp_path: Path) -> None:
+    """A 7x7x1 input (49 bytes) fits the firmware's input staging, which hands out 16-byte slots."""
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm not installed")
+    import tensorflow as tf
+
+    from pipeline.hil.runner import run_hil
+    from pipeline.quantize import quantize
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((7, 7, 1), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    out = tf.keras.layers.Dense(3)(tf.keras.layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(0)
+    model = quantize(tf.keras.Model(inp, out), rng.uniform(0, 1, (16, 7, 7, 1)).astype(np.float32))
+    s = run_hil(ENV, model, samples=rng.integers(-128, 128, (4, 7, 7, 1), dtype=np.int8),
+                out_dir=tmp_path, backend="tflm")
+    assert (s["samples"], s["bit_exact"]) == (4, 4)

@@ -31,7 +31,7 @@ _FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
 
 @dataclass
 class LayerBench:
-    """One op: MACs and instructions with the DSP and the reference kernels."""
+    """One op: MACs and instructions with the fast (DSP or MVE) and the reference kernels."""
 
     index: int
     op: str
@@ -45,7 +45,7 @@ class LayerBench:
 class VariantBench:
     """Totals of one kernel build."""
 
-    kernels: str                      # "dsp" or "reference"
+    kernels: str                      # "dsp", "mve" or "reference"
     instructions_per_inference: int
     macs_per_instruction: float
     flash_bytes: int
@@ -61,6 +61,7 @@ class BenchResult:
     backend: str
     macs: int
     instructions_per_inference: int
+    kernels: str                      # the fast path the core compiles: "dsp" or "mve"
     macs_per_instruction: float
     arena_bytes: int
     tflm_arena_bytes: int | None
@@ -262,7 +263,8 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
              "harness, board port, libc helpers)"]
     return BenchResult(
         model=str(model), env=e.env, machine=e.machine, backend=backend, macs=macs,
-        instructions_per_inference=ipi, macs_per_instruction=round(macs / max(ipi, 1), 4),
+        instructions_per_inference=ipi, kernels=e.kernel_isa,
+        macs_per_instruction=round(macs / max(ipi, 1), 4),
         arena_bytes=res.arena_bytes, tflm_arena_bytes=tflm,
         arena_ratio=round(res.arena_bytes / tflm, 4) if tflm else None,
         flash_bytes=dsp_flash, weights_bytes=res.weights_bytes,
@@ -277,7 +279,8 @@ def format_table(r: BenchResult, top: int | None = None) -> str:
     if top:
         rows = sorted(rows, key=lambda lb: -lb.instructions)[:top]
     lines = [f"{r.model} on {r.env} ({r.machine}), backend {r.backend}",
-             f"{'#':>3} {'op':<18} {'MACs':>11} {'instr (DSP)':>13} {'MAC/instr':>9} "
+             f"{'#':>3} {'op':<18} {'MACs':>11} {'instr (' + r.kernels.upper() + ')':>13} "
+             f"{'MAC/instr':>9} "
              f"{'instr (ref)':>13} {'speed-up':>8}"]
     for lb in rows:
         mpi = f"{lb.macs / lb.instructions:.2f}" if lb.macs and lb.instructions else "-"
@@ -295,16 +298,18 @@ def format_table(r: BenchResult, top: int | None = None) -> str:
     lines += [
         "",
         f"MACs per inference          : {r.macs:,}",
-        f"instructions per inference  : {r.instructions_per_inference:,} (DSP kernels), "
+        f"instructions per inference  : {r.instructions_per_inference:,} ({r.kernels.upper()} "
+        "kernels), "
         f"{b.instructions_per_inference:,} (reference kernels)",
-        f"MACs per instruction        : {r.macs_per_instruction:.3f} (DSP), "
+        f"MACs per instruction        : {r.macs_per_instruction:.3f} ({r.kernels.upper()}), "
         f"{b.macs_per_instruction:.3f} (reference)",
         f"peak RAM (AOT arena)        : {arena}",
         *([f"  planned op by op           : {r.per_op_arena_bytes:,} B; striped ranges cost "
-           f"{r.striping_instructions:+,} instructions (DSP)"] if r.stripes and
+           f"{r.striping_instructions:+,} instructions ({r.kernels.upper()})"] if r.stripes and
           r.striping_instructions is not None else []),
         *(f"  striped {s}" for s in r.stripes),
-        f"flash (ELF)                 : {r.flash_bytes:,} B (DSP), {b.flash_bytes:,} B "
+        f"flash (ELF)                 : {r.flash_bytes:,} B ({r.kernels.upper()}), "
+        f"{b.flash_bytes:,} B "
         f"(reference); weights {r.weights_bytes:,} B",
     ]
     return "\n".join(lines)

@@ -43,7 +43,8 @@ class BoardSpec:
     cpu_hz: int                                # core clock (F_CPU)
     counter_hz: int | None = None              # clock of the port's counter, if not the core's
     usb_ids: tuple[tuple[int, int], ...] = ()  # (VID, PID) pairs the board enumerates as
-    reset: str = "none"                        # "qemu" | "renode" | "dtr-rts" | "1200bps" | ...
+    reset: str = "none"            # pipeline.hil.reset: dtr-rts | usb-jtag-serial | 1200bps | none;
+    #                                "qemu" / "renode": started by tinypipe (no line reset)
     baud: int = 115200
     fast_baud: int | None = None               # negotiated with SET_BAUD for bulk data
     timeout: float = 1.0                       # seconds before a request is resent
@@ -101,6 +102,12 @@ class BoardSpec:
         return ns // self.tick_hz
 
     @property
+    def kernel_isa(self) -> str:
+        """Which tinykernels fast path the core selects at compile time: "mve" (Helium),
+        "dsp" (Armv7E-M / Armv8-M DSP extension) or "portable"."""
+        return _KERNEL_ISA.get(self.cpu or "", "portable")
+
+    @property
     def cflags(self) -> tuple[str, ...]:
         """Machine flags for arm-none-eabi-gcc (local-platform boards)."""
         if not self.cpu:
@@ -131,6 +138,7 @@ class BoardSpec:
                 "url": "https://github.com/tinypipe", "vendor": "tinypipe"}
 
 
+_KERNEL_ISA = {"cortex-m55": "mve", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m33": "dsp"}
 _ESP_USB = ((0x10C4, 0xEA60), (0x1A86, 0x7523), (0x1A86, 0x55D4), (0x0403, 0x6001))
 _QEMU = {"counter": "instructions", "reset": "qemu", "timeout": 0.5,
          "flashed_with": "started by tinypipe (QEMU -kernel)"}
@@ -163,7 +171,7 @@ BOARDS: dict[str, BoardSpec] = {b.env: b for b in (
               flash_budget=1 * MiB, flashed_with="esptool over USB-UART (auto-reset)",
               pio_board="esp32dev", platform="espressif32"),
     BoardSpec("esp32-s3-devkitc-1", "ESP32-S3 DevKitC-1", "ESP32-S3 (Xtensa LX7)", "cycles",
-              240_000_000, usb_ids=((0x303A, 0x1001),) + _ESP_USB, reset="dtr-rts",
+              240_000_000, usb_ids=((0x303A, 0x1001),) + _ESP_USB, reset="usb-jtag-serial",
               fast_baud=921_600, boot_wait=1.5, ram_bytes=512 * KiB, flash_bytes=8 * MiB,
               arena_budget=256 * KiB, flash_budget=1 * MiB,
               flashed_with="esptool over USB (native or USB-UART)",

@@ -107,7 +107,8 @@ def cli(ctx):
     Example:
       tinypipe run --config models/demo.yaml --out runs/demo
     """
-    if ctx.invoked_subcommand and "--help" not in sys.argv and "-h" not in sys.argv:
+    if ctx.invoked_subcommand not in (None, "init") and "--help" not in sys.argv \
+            and "-h" not in sys.argv:  # init writes files only: no TensorFlow to start
         from pipeline._native import import_tensorflow_quietly
 
         import_tensorflow_quietly()
@@ -176,13 +177,10 @@ def evaluate(config, out, model_path, data_path, overrides, limit):
 
 
 def _print_eval(d: dict) -> None:
-    for k, label in (("float", "float"), ("int8", "int8 (TFLite)"), ("tflm", "int8 (TFLM)")):
-        if d.get(k):
-            click.echo(f"accuracy {label:<14} {d[k]['accuracy']:.2%}")
-    if d.get("agreement_predictions") is not None:
-        click.echo(f"agreement int8 vs TFLM: {d['agreement_predictions']:.2%} top-1, "
-                   f"{d['agreement_exact']:.2%} byte-identical")
-    click.echo(f"samples: {d['n']}")
+    from pipeline.evaluate import summary_lines
+
+    for line in summary_lines(d):
+        click.echo(line)
 
 
 @cli.command()
@@ -225,21 +223,40 @@ def profile(config, out, model_path, overrides, json_out, board_env):
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run folder, or the output folder when --model is given.")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
-              help="Any int8 .tflite (instead of the run folder's model).")
+@click.option("--model", "model_path", type=click.Path(exists=True),
+              help="Any int8 .tflite, or a run or model folder (instead of the run folder's "
+                   "model).")
 @click.option("--backend", type=click.Choice(["tflm", "aot", "both"]),
               help="tflm: C array + resolver + settings; aot: dependency-free C.")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="A deployable of the AOT engine: arduino (library .zip), platformio "
+                   "(library.json), esp-idf (component), cmake (static library). Goes to --out "
+                   "with --model, else to RUN/deploy/FORMAT; the folder must be new or empty.")
 @click.option("--prefix", default=None, help="C symbol prefix for the AOT backend (default tp).")
 @click.option("--config", type=click.Path(dir_okay=False), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-def export(out, model_path, backend, prefix, config, overrides):
-    """Generate C sources for TFLite Micro (tflm) or the ahead-of-time engine (aot).
+def export(out, model_path, backend, fmt, prefix, config, overrides):
+    """Generate C sources for TFLite Micro (tflm) or the ahead-of-time engine (aot), or a
+    deployable library (--format).
 
     \b
     Examples:
       tinypipe export --out runs/demo --backend both
       tinypipe export --backend aot --model model.tflite --out build/model
+      tinypipe export --format arduino --model runs/demo --out dist/arduino
+      tinypipe export --format cmake --out runs/demo        # -> runs/demo/deploy/cmake
     """
+    if fmt is not None:
+        from pipeline.deploy import export_deployable
+
+        if backend not in (None, "aot"):
+            raise click.UsageError("--format packages the AOT engine; drop --backend")
+        src = model_path or _run_folder(out)
+        dest = Path(out) if model_path else Path(out) / "deploy" / fmt
+        dep = export_deployable(src, fmt, dest, prefix=prefix or "tp")
+        click.echo(f"{fmt}: {dep.path} ({dep.name}, model hash {dep.model_hash}, "
+                   f"settings from {dep.settings.source})")
+        return
     if model_path is not None:
         from pipeline.export import export_file
 
@@ -252,6 +269,15 @@ def export(out, model_path, backend, prefix, config, overrides):
     for k, v in vars(res).items():
         if v is not None:
             click.echo(f"{k}: {v}")
+
+
+def _run_folder(out: str) -> Path:
+    """The run folder `out`, checked to hold a quantized model."""
+    from pipeline.run import RunDir
+
+    run_dir = RunDir(out)
+    run_dir.require(run_dir.tflite, "quantize")
+    return run_dir.root
 
 
 @cli.command()
@@ -335,8 +361,9 @@ def card(out, dest):
     from pipeline.card import publish
 
     c = publish(out, dest)
-    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM val accuracy "
-               f"{c['validation']['accuracy_tflm']})")
+    a = c["accuracy"]
+    click.echo(f"model card: {Path(dest) / 'README.md'} (TFLM accuracy {a['tflm']} on the "
+               f"{a['split']} split)")
 
 
 def print_summary(r: dict) -> None:
@@ -368,7 +395,7 @@ def _register_optional() -> None:
     """Commands that live in their own modules (device side, bench); each lists COMMANDS."""
     import importlib
 
-    for mod in ("pipeline.cli_device", "pipeline.cli_bench"):
+    for mod in ("pipeline.cli_device", "pipeline.cli_bench", "pipeline.cli_project"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -293,18 +293,18 @@ class RenodeEmulator(Emulator):
 
 def make_emulator(spec: BoardSpec, elf: str | Path, kind: str | None = None,
                   binary: str | None = None, *, serial: str = "tcp", semihosting: bool = False,
-                  cwd: str | Path | None = None) -> Emulator:
+                  cwd: str | Path | None = None, port: int = 0) -> Emulator:
     """The only way to get an emulator: an (unstarted) one for a `BoardSpec`.
 
-    `kind` is "qemu" or "renode" (default: the board's own). Raises DeviceError when the board
-    cannot run under that emulator."""
+    `kind` is "qemu" or "renode" (default: the board's own); `port` fixes the UART's TCP port
+    (default: a free one). Raises DeviceError when the board cannot run under that emulator."""
     kind = kind or spec.default_emulator
     if kind is None:
         raise DeviceError(f"{spec.env} is a real board; no emulator runs it")
     if kind not in spec.emulators:
         can = ", ".join(spec.emulators) or "none"
         raise DeviceError(f"{spec.env} does not run under {kind} (emulators: {can})")
-    opts = {"serial": serial, "semihosting": semihosting,
+    opts = {"serial": serial, "semihosting": semihosting, "port": port,
             "cwd": Path(cwd) if cwd is not None else None}
     if kind == "qemu":
         return Emulator(spec.machine, Path(elf), **opts,

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.artifact import ModelArtifact
+from pipeline.errors import ModelError
 from pipeline.quantize import quantize_input
+
+NOT_LOADABLE = "not loadable by TensorFlow Lite"
+# TensorFlow's loader repeats one complaint per tensor; this names the tensor in each repeat.
+_BAD_TENSOR_RE = re.compile(r"Tensor (\d+) has invalid quantization parameters\.?")
+
+
+class TFLiteRefused(ModelError):
+    """TensorFlow Lite's interpreter will not load a model that TFLite Micro may still run."""
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Evaluation:
     tflm: Accuracy | None = None
     agreement_predictions: float | None = None  # int8 vs tflm: same top-1
     agreement_exact: float | None = None  # int8 vs tflm: byte-identical output tensor
+    int8_unavailable: str | None = None  # why there is no TFLite column (one line)
     tflm_outputs: np.ndarray | None = field(default=None, repr=False)  # host TFLM, per sample
 
     def to_dict(self) -> dict:
@@ -67,25 +78,48 @@ def io_params(model_bytes: bytes) -> dict:
 def model_inputs(x_float: np.ndarray, model_bytes: bytes) -> np.ndarray:
     """Float model inputs -> what the .tflite input tensor takes (quantized if int8)."""
     p = io_params(model_bytes)["input"]
-    if p["dtype"] == "int8":
-        return quantize_input(x_float, p["scale"], p["zero_point"])
+    if p["dtype"] in ("int8", "uint8", "int16"):
+        return quantize_input(x_float, p["scale"], p["zero_point"], np.dtype(p["dtype"]))
     return x_float.astype(np.float32)
+
+
+def load_tflite(model_bytes: bytes):
+    """TensorFlow Lite's interpreter for a model, tensors allocated; TFLiteRefused if it won't."""
+    import tensorflow as tf
+
+    from pipeline._native import quiet_native
+
+    try:
+        with quiet_native():  # also hides the interpreter's deprecation notice
+            # no XNNPACK: deterministic builtin kernels, comparable run to run
+            interp = tf.lite.Interpreter(
+                model_content=model_bytes, num_threads=1,
+                experimental_op_resolver_type=tf.lite.experimental.OpResolverType
+                .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise TFLiteRefused(f"{NOT_LOADABLE}: {refusal_reason(str(e), model_bytes)}") from None
+    return interp
+
+
+def refusal_reason(message: str, model_bytes: bytes | None = None) -> str:
+    """TensorFlow's load error as one short line: each complaint once, the tensors counted."""
+    bad = [int(i) for i in _BAD_TENSOR_RE.findall(message)]
+    parts = [p.strip() for p in _BAD_TENSOR_RE.sub("\n", message).splitlines()]
+    reason = "; ".join(dict.fromkeys(p for p in parts if p)) or "no reason given"
+    if bad:
+        first = f"#{bad[0]}"
+        tensors = ModelArtifact.load(model_bytes).tensors if model_bytes is not None else []
+        if bad[0] < len(tensors):
+            first += f" {tensors[bad[0]].name!r} {list(tensors[bad[0]].shape)}"
+        reason += (f" (invalid quantization parameters in {len(bad)} tensor"
+                   f"{'s' if len(bad) > 1 else ''}, first {first})")
+    return reason
 
 
 def run_tflite(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
     """Run the TFLite (LiteRT) interpreter on every sample; outputs stacked (N, ...)."""
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation notice; this interpreter is still shipped
-        # no XNNPACK: deterministic builtin kernels, comparable run to run
-        interp = tf.lite.Interpreter(
-            model_content=model_bytes, num_threads=1,
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType
-            .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    interp = load_tflite(model_bytes)
     i_det, o_det = interp.get_input_details()[0], interp.get_output_details()[0]
     outs = []
     for x in inputs:
@@ -100,6 +134,10 @@ def evaluate(x_float: np.ndarray, y: np.ndarray, class_names: list[str],
              keras_model=None, tflite_bytes: bytes | None = None, tflm: bool = True,
              limit: int | None = None) -> Evaluation:
     """Evaluate every available form of the model on the same samples.
+
+    A model that TensorFlow Lite's interpreter refuses but TFLite Micro runs (older converters
+    wrote quantization parameters it now rejects) gets no int8 column: `int8_unavailable` says
+    why, and the TFLM column is still measured.
 
     Args:
         x_float: preprocessed float inputs (N, H, W, C).
@@ -117,21 +155,53 @@ def evaluate(x_float: np.ndarray, y: np.ndarray, class_names: list[str],
     if keras_model is not None:
         probs = keras_model.predict(x_float, batch_size=256, verbose=0)
         ev.float = score(y, probs.argmax(-1), k)
-    if tflite_bytes is not None:
-        xin = model_inputs(x_float, tflite_bytes)
-        out_int8 = run_tflite(tflite_bytes, xin)
-        ev.int8 = score(y, out_int8.reshape(len(y), -1).argmax(-1), k)
-        if tflm:
-            from pipeline.tflm import run_tflm
+    if tflite_bytes is None:
+        return ev
+    check_classifier(tflite_bytes, k)
+    xin = model_inputs(x_float, tflite_bytes)
+    a = None
+    try:
+        a = run_tflite(tflite_bytes, xin).reshape(len(y), -1)
+        ev.int8 = score(y, a.argmax(-1), k)
+    except TFLiteRefused as e:
+        if not tflm:
+            raise
+        ev.int8_unavailable = str(e)
+    if tflm:
+        from pipeline.tflm import run_tflm
 
-            out_tflm = run_tflm(tflite_bytes, xin).outputs[0]
-            ev.tflm_outputs = out_tflm
-            ev.tflm = score(y, out_tflm.reshape(len(y), -1).argmax(-1), k)
-            a = out_int8.reshape(len(y), -1)
-            b = out_tflm.reshape(len(y), -1)
+        out_tflm = run_tflm(tflite_bytes, xin).outputs[0]
+        ev.tflm_outputs = out_tflm
+        b = out_tflm.reshape(len(y), -1)
+        ev.tflm = score(y, b.argmax(-1), k)
+        if a is not None:
             ev.agreement_predictions = float(np.mean(a.argmax(-1) == b.argmax(-1)))
             ev.agreement_exact = float(np.mean(np.all(a == b, axis=1)))
     return ev
+
+
+def check_classifier(model_bytes: bytes, num_classes: int, where: str = "model") -> None:
+    """Top-1 scoring needs one output value per class of the data."""
+    shape = io_params(model_bytes)["output"]["shape"]
+    n = int(np.prod(shape[1:] if len(shape) > 1 else shape))
+    if n != num_classes:
+        raise ModelError(f"{where}: output {shape} holds {n} class scores but the data has "
+                         f"{num_classes} classes (a .npz can name all {n} in class_names)")
+
+
+def summary_lines(d: dict) -> list[str]:
+    """An evaluation (as `Evaluation.to_dict()`) in the few lines the CLI prints."""
+    lines = []
+    for k, label in (("float", "float"), ("int8", "int8 (TFLite)"), ("tflm", "int8 (TFLM)")):
+        if d.get(k):
+            lines.append(f"accuracy {label:<14} {d[k]['accuracy']:.2%}")
+        elif k == "int8" and d.get("int8_unavailable"):
+            lines.append(f"accuracy {label:<14} {d['int8_unavailable']}")
+    if d.get("agreement_predictions") is not None:
+        lines.append(f"agreement int8 vs TFLM: {d['agreement_predictions']:.2%} top-1, "
+                     f"{d['agreement_exact']:.2%} byte-identical")
+    lines.append(f"samples: {d['n']}")
+    return lines
 
 
 def plot_confusion(acc: Accuracy, class_names: list[str], path: Path, title: str) -> None:
@@ -201,9 +271,13 @@ def evaluate_file(model_path: str | Path, data_path: str | Path | None, config: 
         pre = PreprocessConfig(**{**pre.__dict__, **{k: v for k, v in cp.items()
                                                      if k in pre.__dict__}})
     shape = io_params(data)["input"]["shape"]
-    h, w, c = (shape[1:] if len(shape) == 4 else shape)[:3]
+    if len(shape) not in (3, 4):
+        raise ModelError(f"{tfl}: input {shape} is not an image (1,H,W,C); evaluate scores image "
+                         "classifiers (profile, export, bench and hil take any model)")
+    h, w, c = shape[-3:]
     pre = PreprocessConfig(**{**pre.__dict__, "height": h, "width": w, "channels": c})
     x, y, names = _all_images(Path(data_path), pre, cfg)
+    check_classifier(data, len(names), str(tfl))
     ev = evaluate(scale_pixels(x, pre), y, names, None, data, tflm=True, limit=cfg.evaluate.limit)
     if out is not None:
         write_outputs(ev, Path(out))

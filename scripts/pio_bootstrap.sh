@@ -2,7 +2,7 @@
 # Seed PlatformIO's core package tool-scons into a project-owned core dir, fully offline.
 #
 # PlatformIO cannot run a build without tool-scons, and its registry is not always reachable.
-# We build the package from the SCons that pip installed (scons==4.11.1, a dev dependency) or,
+# We build the package from the SCons that pip installed (scons==4.11.1, a dependency) or,
 # failing that, from a wheel pip downloads from PyPI. Idempotent; a second run takes ~0.1 s.
 #
 # Usage: scripts/pio_bootstrap.sh [PYTHON]     (PYTHON defaults to .venv/bin/python)

@@ -153,7 +153,7 @@ def test_card_publishes_a_run(tiny_run, tmp_path):
     card = json.loads((dest / "card.json").read_text())
     assert (dest / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
     assert card["macs"] == report["model"]["macs"]
-    assert card["validation"]["accuracy_tflm"] == report["accuracy"]["tflm"]
+    assert card["accuracy"]["tflm"] == report["accuracy"]["tflm"]
     assert card["preprocess"]["pixel_scale"] == pytest.approx(1 / 255)
     assert card["config"]["model"]["arch"] == "mobilenet_v1"
     assert "confusion.png" in (dest / "README.md").read_text()

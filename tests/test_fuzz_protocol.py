@@ -45,14 +45,15 @@ def _seeds(corpus: Path) -> None:
 def test_protocol_fuzz_finds_nothing(tmp_path: Path) -> None:
     clang = _clang()
     if clang is None:
-        pytest.skip("clang not installed (apt-get install clang libclang-rt-dev); fuzzing skipped")
+        pytest.skip("clang not installed (`make apt` installs it); fuzzing skipped")
     binary = tmp_path / "fuzz_app"
     build = subprocess.run(["bash", str(REPO / "firmware/fuzz/build.sh"), str(binary), clang],
                            capture_output=True, text=True)
     if build.returncode != 0:
         if "fuzzer" in build.stderr and ("cannot find" in build.stderr or "not found" in
                                          build.stderr or "unsupported" in build.stderr):
-            pytest.skip(f"{clang} has no libFuzzer/ASan runtime; fuzzing skipped")
+            pytest.skip(f"{clang} has no libFuzzer/ASan runtime (Debian 12: libclang-rt-14-dev, "
+                        "which `make apt` installs where the distribution has it); fuzzing skipped")
         pytest.fail(f"fuzzer build failed:\n{build.stderr[-2000:]}")
     corpus = tmp_path / "corpus"
     _seeds(corpus)

@@ -2,7 +2,11 @@
 
 Model folder: $TINYPIPE_MODEL_DIR, else option `custom_model_dir`, else build/model (what
 `tinypipe export` writes); without one the hand-written firmware/test_model is used.
+`custom_model_dir = lib_deps`: the model is a library in lib_deps (`tinypipe export --format
+platformio`) that your own code calls; no backend is built then.
 Backend: $TINYPIPE_BACKEND or option `custom_backend` (default "aot").
+tinypipe's firmware tree: option `custom_firmware_dir` (default "firmware"; a `tinypipe init`
+project has it in lib/tinypipe). Its src/ holds the app and the backends.
 """
 
 import os
@@ -18,6 +22,11 @@ def _option(name, default=""):
 
 def _abs(path):
     return path if os.path.isabs(path) else os.path.join(project, path)
+
+
+def _fail(message):
+    """Stop the build; tinypipe reports the first line with "error" in it."""
+    env.Exit(f"tinypipe: error: {message}")  # noqa: F821
 
 
 # --- TFLite Micro from a source tree ($TFLM_DIR) ------------------------------------------------
@@ -109,23 +118,23 @@ def _tflm(model_dir):
             env.Append(CPPDEFINES=["TINYPIPE_BACKEND_TFLM", "TINYPIPE_TFLM_LIB",  # noqa: F821
                                    ("TINYPIPE_TFLM_LIB_NAME", f'\\"tflm+{name}\\"')])
             return
-        env.Exit("tinypipe: TFLM_DIR unset: point it at a tflite-micro source tree")  # noqa: F821
+        _fail("TFLM_DIR unset: point it at a tflite-micro source tree")
     root = os.path.abspath(root)
     if not os.path.isfile(os.path.join(root, "tensorflow/lite/micro/micro_interpreter.h")):
-        env.Exit(f"tinypipe: TFLM_DIR={root} is not a tflite-micro source tree "  # noqa: F821
-                 "(no tensorflow/lite/micro/micro_interpreter.h)")
+        _fail(f"TFLM_DIR={root} is not a tflite-micro source tree "
+              "(no tensorflow/lite/micro/micro_interpreter.h)")
     downloads = os.path.join(root, "tensorflow/lite/micro/tools/make/downloads")
     include = [root]
     for name, (var, probe) in TFLM_THIRD_PARTY.items():
         folder = os.path.abspath(os.environ.get(var) or os.path.join(downloads, name))
         if not os.path.isfile(os.path.join(folder, probe)):
-            env.Exit(f"tinypipe: TFLM needs {name}: no {probe} in {folder}; set {var}")  # noqa: F821
+            _fail(f"TFLM needs {name}: no {probe} in {folder}; set {var}")
         include.append(os.path.join(folder, "include") if name == "flatbuffers" else folder)
     cmsis = os.environ.get("CMSIS_NN_DIR", "").strip()
     if cmsis:
         cmsis = os.path.abspath(cmsis)
         if not os.path.isfile(os.path.join(cmsis, "Include", "arm_nnfunctions.h")):
-            env.Exit(f"tinypipe: CMSIS_NN_DIR={cmsis} has no Include/arm_nnfunctions.h")  # noqa: F821
+            _fail(f"CMSIS_NN_DIR={cmsis} has no Include/arm_nnfunctions.h")
         include += [cmsis, os.path.join(cmsis, "Include")]
     # Everything that includes TFLM headers must agree on these (TfLiteTensor's layout).
     defines = ["TF_LITE_STATIC_MEMORY", "TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"]
@@ -175,30 +184,36 @@ def _tflm(model_dir):
 
 
 backend = os.environ.get("TINYPIPE_BACKEND") or _option("custom_backend", "aot")
-src_dir = env.subst("$PROJECT_SRC_DIR")  # noqa: F821
+firmware_dir = _abs(_option("custom_firmware_dir", "firmware"))
+src_dir = os.path.join(firmware_dir, "src")  # the app (PROJECT_SRC_DIR in this repository)
+port_dirs = [_abs(d) for d in _option("custom_port_dirs").split()]
+explicit = os.environ.get("TINYPIPE_MODEL_DIR") or _option("custom_model_dir")
+from_lib = explicit == "lib_deps"
 backend_src = next((f"infer_{backend}{ext}" for ext in (".c", ".cc")
                     if os.path.isfile(os.path.join(src_dir, "backends", f"infer_{backend}{ext}"))),
                    None)
-if backend_src is None:
-    env.Exit(f"tinypipe: unknown backend {backend!r} (no backends/infer_{backend}.c)")  # noqa: F821
+if backend_src is None and not from_lib:
+    _fail(f"unknown backend {backend!r} (no backends/infer_{backend}.c)")
 marker = "model_data.h" if backend == "tflm" else "tp_model.h"
 
-explicit = os.environ.get("TINYPIPE_MODEL_DIR") or _option("custom_model_dir")
-model_dir = _abs(explicit or "build/model")
-if not os.path.isfile(os.path.join(model_dir, marker)):
+model_dir = None if from_lib else _abs(explicit or "build/model")
+if model_dir and not os.path.isfile(os.path.join(model_dir, marker)):
     if explicit or backend != "aot":
-        env.Exit(f"tinypipe: {model_dir} has no {marker}; run `tinypipe export` first")  # noqa: F821
+        _fail(f"{model_dir} has no {marker}; run `tinypipe export` first")
     print(f"tinypipe: no exported model in {model_dir}, building firmware/test_model")
-    model_dir = os.path.join(project, "firmware", "test_model")
+    model_dir = os.path.join(firmware_dir, "test_model")
 
-print(f"tinypipe: model {model_dir}, backend {backend}")
-env.Append(CPPPATH=[src_dir, model_dir], LIBPATH=[project],  # noqa: F821
+print(f"tinypipe: model {model_dir or 'from lib_deps'}, backend {'none' if from_lib else backend}")
+# Port folders are on the linker's search path: their linker scripts INCLUDE each other's.
+env.Append(CPPPATH=[src_dir] + ([model_dir] if model_dir else []),  # noqa: F821
+           LIBPATH=[project] + port_dirs,
            CPPDEFINES=[("TP_BOARD_NAME", '\\"%s\\"' % env["PIOENV"])])  # noqa: F821
-if backend == "tflm":
-    _tflm(model_dir)
-env.BuildSources("$BUILD_DIR/model", model_dir)  # noqa: F821
-env.BuildSources(  # noqa: F821
-    "$BUILD_DIR/backend", os.path.join(src_dir, "backends"), f"-<*> +<{backend_src}>"
-)
-for i, port_dir in enumerate(_option("custom_port_dirs").split()):
-    env.BuildSources(f"$BUILD_DIR/port{i}", _abs(port_dir))  # noqa: F821
+if model_dir:
+    if backend == "tflm":
+        _tflm(model_dir)
+    env.BuildSources("$BUILD_DIR/model", model_dir)  # noqa: F821
+    env.BuildSources(  # noqa: F821
+        "$BUILD_DIR/backend", os.path.join(src_dir, "backends"), f"-<*> +<{backend_src}>"
+    )
+for i, port_dir in enumerate(port_dirs):
+    env.BuildSources(f"$BUILD_DIR/port{i}", port_dir)  # noqa: F821

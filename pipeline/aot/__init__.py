@@ -24,12 +24,13 @@ from pipeline.aot.ops import Kernel, Unsupported, lower
 from pipeline.aot.planner import Plan
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import ConfigError, ModelError, UnsupportedOpError
+from pipeline.paths import KERNELS
 
 __all__ = ["AotResult", "Compiled", "compile_model", "export_aot", "check_supported",
            "KERNELS_DIR"]
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "tinykernels"
-_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h")
+KERNELS_DIR = KERNELS  # pipeline.paths: the checkout, or the installed package
+_COMMON_FILES = ("tinykernels.h", "tk_fixedpoint.h", "tk_dsp.h", "tk_mve.h")
 SCRATCH_BASE = 1 << 24  # pseudo tensor ids of per-op work space in the arena plan
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -225,7 +226,8 @@ def _write(c: Compiled, prefix: str, tmp: Path) -> AotResult:
     src.write_text(emit.model_source(g, p, names, weights, decls, body, True, quant))
     files += [hdr, src]
     sources = [f"{f}.c" for f in families]
-    sources += [f"{f}_dsp.c" for f in families if (KERNELS_DIR / f"{f}_dsp.c").is_file()]
+    sources += [f"{f}_{isa}.c" for isa in ("dsp", "mve") for f in families
+                if (KERNELS_DIR / f"{f}_{isa}.c").is_file()]
     for fname in list(_COMMON_FILES) + sources:
         s = KERNELS_DIR / fname
         if not s.is_file():

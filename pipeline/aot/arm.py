@@ -85,9 +85,13 @@ def link_elf(sources: list[Path], elf: Path, env: str | BoardSpec,
         raise BuildError(f"{GCC} not found; install gcc-arm-none-eabi")
     elf.parent.mkdir(parents=True, exist_ok=True)
     srcs = [*map(str, sources), *map(str, board_sources(spec))]
+    from pipeline.hil.build import port_dirs
+
+    # The port folders are the linker's search path: their scripts INCLUDE each other's.
+    search = [arg for d in port_dirs(spec.env) for arg in ("-L", str(d))]
     cmd = [GCC, *board_cflags(spec), *COMMON_CFLAGS, *flags, *srcs,
            "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-           "-L", str(ROOT), "-T", str(rel(spec.ldscript)), "-Wl,--gc-sections",
+           *search, "-T", str(rel(spec.ldscript)), "-Wl,--gc-sections",
            "-o", str(elf), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:

@@ -195,6 +195,9 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     sp = _spatial(op, inp, out, kh, kw)
     scratch, scratch_n = _conv_scratch(depthwise, kh * kw, ic, filter_in_c, oc, oh * ow, dm
                                        if depthwise else 1)
+    # One work space serves the DSP and the MVE kernels (only one of them is compiled in).
+    scratch = max(scratch, _mve_scratch(depthwise, kh, kw, ic, filter_in_c, oc, ow,
+                                        dm if depthwise else 1, sp))
     dims = dict(batches=n_b, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh,
                 k_w=kw, filter_in_c=filter_in_c, **sp, in_offset=-inp.zero_point,
                 out_offset=out.zero_point, act_min=act_min, act_max=act_max,
@@ -258,6 +261,35 @@ def _conv_scratch(depthwise: bool, taps: int, ic: int, filter_in_c: int, oc: int
     # per output channel 28 bytes of requantization constants, int16 patches of four pixels,
     # then one int8 patch
     return 28 * oc + 9 * kp, 4
+
+
+def _mve_conv_bytes(k: int, oc: int) -> int:
+    """Work space of the MVE convolution with filter rows of k bytes (tk_conv_mve.c)."""
+    chunks = (k + 15) // 16
+    pairs = min(4, max(1, 1024 // (32 * chunks)))  # pixel pairs per assembly call
+    # alignment, 96 bytes per block of four output channels, interleaved patches of the pairs,
+    # one linear patch and slack
+    return 16 + 96 * ((oc + 3) // 4) + 32 * chunks * pairs + 16 * chunks + 16
+
+
+def _mve_scratch(depthwise: bool, kh: int, kw: int, ic: int, filter_in_c: int, oc: int,
+                 ow: int, dm: int, sp: dict) -> int:
+    """Work space of the Helium (MVE) kernels in bytes (tk_conv_mve.c), 0 if they do not run."""
+    if depthwise:
+        if ic == 1 and dm > 1:  # a convolution on a transposed copy of the filter
+            return 16 + (oc * kh * kw + 15) // 16 * 16 + _mve_conv_bytes(kh * kw, oc)
+        span_w = (kw - 1) * sp["dil_w"] + 1
+        nvec = (span_w * kh + 15) // 16
+        plane = ((ow - 1) * sp["stride_w"] + span_w) * kh
+        if dm != 1 or nvec > 2 or kh > 16 or math.gcd(sp["dil_h"], kh) != 1 or 7 * plane > 65535:
+            return 0
+        # alignment, per channel weights and four words, k_h lane permutations, the rows of
+        # every channel, slack for the loads of the last windows
+        slack = 4 * sp["stride_w"] * kh + 32
+        return 16 + oc * (16 * nvec + 16) + 16 * nvec * kh + oc * plane + slack
+    if filter_in_c != ic:
+        return 0
+    return _mve_conv_bytes(kh * kw * ic, oc)
 
 
 def lower_fc(g: Graph, op: Op) -> Kernel:

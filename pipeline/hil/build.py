@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import BuildError
-from pipeline.paths import FIRMWARE, PIO_INI, ROOT, SCRIPTS
+from pipeline.paths import CHECKOUT, FIRMWARE, PIO_INI, ROOT, SCRIPTS, cache_dir, core_dir, work_dir
 
 Progress = Callable[[str], None]
 
@@ -32,9 +32,9 @@ def pio_executable() -> str:
 
 
 def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for an offline, quiet, project-local PlatformIO."""
+    """Environment for an offline, quiet PlatformIO with tinypipe's core dir (paths.core_dir)."""
     env = dict(os.environ)
-    env.setdefault("PLATFORMIO_CORE_DIR", str(ROOT / ".pio-core"))
+    env["PLATFORMIO_CORE_DIR"] = str(core_dir())
     env.update(PLATFORMIO_DISABLE_UPGRADE_CHECK="true", PLATFORMIO_SETTING_ENABLE_TELEMETRY="no",
                PLATFORMIO_NO_ANSI="true", PLATFORMIO_DISABLE_PROGRESSBAR="true")
     env.update(extra or {})
@@ -42,13 +42,18 @@ def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def bootstrap() -> None:
-    """Seed tool-scons into the core dir (fast no-op when done)."""
+    """Seed tool-scons and the board JSON into the core dir and link the local platform there
+    (fast no-op when done)."""
+    from pipeline.project import ensure_platform
+
     script = SCRIPTS / "pio_bootstrap.sh"
+    env = pio_env()
     proc = subprocess.run(["bash", str(script), sys.executable], capture_output=True, text=True,
-                          env=pio_env())
+                          env=env)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise BuildError(f"{script.name} failed: {last}")
+    ensure_platform(core_dir(), pio_executable(), env)
 
 
 def pio_envs(ini: Path = PIO_INI) -> dict[str, dict[str, str]]:
@@ -135,53 +140,86 @@ def find_elf(build_dir: Path, env: str) -> Path:
     raise BuildError(f"{build_dir / env}: no ELF after the build")
 
 
-def build_firmware(env: str, model: ModelArtifact | bytes | str | Path | None,
+def build_firmware(env: str | None, model: ModelArtifact | bytes | str | Path | None,
                    backend: str = "aot", out: str | Path | None = None,
                    progress: Progress | None = None, jobs: int | None = None,
-                   model_dir: str | Path | None = None, tflm_kernels: str | None = None) -> Path:
+                   model_dir: str | Path | None = None, tflm_kernels: str | None = None,
+                   project: str | Path | None = None) -> Path:
     """Export `model` (None = firmware/test_model), build env `env`, return the ELF path.
 
     `model_dir` is a folder already exported for this model and backend (a run folder's
     `c/aot`): used as is when its model hash matches, else the model is exported again.
     `tflm_kernels` ("reference" or "cmsis-nn") picks TFLM's kernel library; by default
-    CMSIS-NN is used when $CMSIS_NN_DIR is set."""
+    CMSIS-NN is used when $CMSIS_NN_DIR is set.
+
+    The PlatformIO project is the repository in a checkout, else one generated in `out`
+    (pipeline.project). `project` is a `tinypipe init` project instead: `env` defaults to its
+    first, `model` (when given) is exported into its model/ folder (None: what is there), and
+    the ELF lands in its .pio/build (or `out`)."""
     say = progress or (lambda _msg: None)
     extra: dict[str, str] = {}
+    proj = None
+    if project is not None:
+        from pipeline.project import load_project, refresh_app
+
+        proj = load_project(project)
+        env = proj.env(env)
+    if env is None:
+        raise BuildError("no env: give --env ENV (or --project DIR)")
     if backend == "tflm":
         check_tflm_dir()
-        if model is None:
+        if model is None and proj is None:
             raise BuildError("the tflm backend needs a model (there is no TFLM test model)")
         if tflm_kernels == "reference":
             extra["CMSIS_NN_DIR"] = ""
         elif tflm_kernels == "cmsis-nn" and not os.environ.get("CMSIS_NN_DIR", "").strip():
             raise BuildError("CMSIS_NN_DIR unset: point it at a CMSIS-NN source tree "
                              "(see docs/tflm.md)")
-    out = Path(out) if out else ROOT / "build" / "firmware" / env
-    out.mkdir(parents=True, exist_ok=True)
-    extra |= {"PLATFORMIO_BUILD_DIR": str(out / "pio"), "TINYPIPE_BACKEND": backend}
+    if proj is not None:
+        out = Path(out).resolve() if out else None
+        build_dir = out / "pio" if out else proj.root / ".pio" / "build"
+        log_dir = out or proj.root / ".pio"
+    else:
+        out = Path(out).resolve() if out else work_dir() / "build" / "firmware" / env
+        build_dir, log_dir = out / "pio", out
+    log_dir.mkdir(parents=True, exist_ok=True)
+    extra |= {"PLATFORMIO_BUILD_DIR": str(build_dir.resolve()), "TINYPIPE_BACKEND": backend}
     if backend == "tflm" and "PLATFORMIO_BUILD_CACHE_DIR" not in os.environ:
         # TFLM is ~50 big C++ files: share their objects between build folders.
-        extra["PLATFORMIO_BUILD_CACHE_DIR"] = str(ROOT / "build" / "tflm-cache")
-    if model is not None:
-        art = ModelArtifact.load(model)
-        if model_dir is not None and exported_hash(Path(model_dir), backend) == art.hash:
-            say(f"using the exported model in {model_dir}")
-            extra["TINYPIPE_MODEL_DIR"] = str(Path(model_dir).resolve())
-        else:
-            say(f"exporting model ({backend})")
-            extra["TINYPIPE_MODEL_DIR"] = str(export_model(art, out / "model", backend))
+        cache = ROOT / "build" if CHECKOUT else cache_dir()
+        extra["PLATFORMIO_BUILD_CACHE_DIR"] = str(cache / "tflm-cache")
+    if proj is not None:
+        if model is not None:
+            say(f"exporting model ({backend}) into {proj.model_dir}")
+            export_model(ModelArtifact.load(model), proj.model_dir, backend)
+        say("refreshing lib/tinypipe")
+        refresh_app(proj.root)
+        project_dir = proj.root
     else:
-        extra["TINYPIPE_MODEL_DIR"] = str(FIRMWARE / "test_model")
+        from pipeline.project import build_project
+
+        if model is not None:
+            art = ModelArtifact.load(model)
+            if model_dir is not None and exported_hash(Path(model_dir), backend) == art.hash:
+                say(f"using the exported model in {model_dir}")
+                extra["TINYPIPE_MODEL_DIR"] = str(Path(model_dir).resolve())
+            else:
+                say(f"exporting model ({backend})")
+                extra["TINYPIPE_MODEL_DIR"] = str(export_model(art, out / "model", backend))
+        else:
+            extra["TINYPIPE_MODEL_DIR"] = str(FIRMWARE / "test_model")
+        project_dir = build_project(out)
+    project_dir = project_dir.resolve()  # pio runs inside it
     say("preparing PlatformIO")
     bootstrap()
-    cmd = [pio_executable(), "run", "-e", env, "-d", str(ROOT)]
+    cmd = [pio_executable(), "run", "-e", env, "-d", str(project_dir)]
     if jobs:
         cmd += ["-j", str(jobs)]
     say(f"building {env}")
-    log = out / "build.log"
+    log = log_dir / (f"build-{env}.log" if proj is not None and out is None else "build.log")
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=pio_env(extra), cwd=ROOT)
+                                env=pio_env(extra), cwd=project_dir)
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)
@@ -189,10 +227,20 @@ def build_firmware(env: str, model: ModelArtifact | bytes | str | Path | None,
                 say(line.strip())
         proc.wait()
     if proc.returncode != 0:
-        errors = [ln for ln in log.read_text().splitlines() if "error" in ln.lower()]
+        lines = log.read_text().splitlines()
+        errors = [ln for ln in lines if "error" in ln.lower()]
         first = errors[0].strip() if errors else "see the log"
         raise BuildError(f"pio run -e {env} failed: {first} (log: {log})")
-    return find_elf(out / "pio", env)
+    return find_elf(build_dir, env)
+
+
+def project_of(elf: str | Path) -> Path:
+    """The PlatformIO project an ELF from build_firmware was built in (for uploads)."""
+    build_dir = Path(elf).resolve().parent.parent  # <build dir>/<env>/firmware.elf
+    for cand in (build_dir.parent, build_dir.parent.parent):  # <out>/pio, <project>/.pio/build
+        if (cand / "platformio.ini").is_file():
+            return cand
+    return ROOT
 
 
 build = build_firmware

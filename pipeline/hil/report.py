@@ -39,6 +39,8 @@ def _md(summary: dict, device: dict) -> str:
             f"{100 * link['efficiency']:.1f} % of it inputs and outputs; "
             + (f"{100 * use:.1f} % of the UART's raw rate" if use is not None
                else "emulated link (no baud limit)"))
+    if summary.get("boards"):
+        lines += _boards_md(summary["boards"], kind)
     if summary.get("confusion_matrix"):
         cm = summary["confusion_matrix"]
         lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
@@ -47,6 +49,19 @@ def _md(summary: dict, device: dict) -> str:
         lines += [f"| {i} | " + " | ".join(str(v) for v in row) + " |"
                   for i, row in enumerate(cm)]
     return "\n".join(lines) + "\n"
+
+
+def _boards_md(boards: list[dict], kind: str) -> list[str]:
+    """Per-board table of a run sharded over several boards (pipeline.hil.shard)."""
+    lines = ["", "## Boards", "",
+             f"| board | samples | bit-exact | accuracy | mean {kind} | p99 {kind} | samples/s "
+             "| lost |", "|---|---|---|---|---|---|---|---|"]
+    for b in boards:
+        acc = f"{100 * b['accuracy']:.2f} %" if "accuracy" in b else "-"
+        lines.append(f"| {b['name']} | {b['samples']} | {b['bit_exact']} | {acc} "
+                     f"| {b['latency']['mean']:,.0f} | {b['latency']['p99']:,.0f} "
+                     f"| {b['throughput_sps']:.1f} | {b['lost'] or '-'} |")
+    return lines
 
 
 def _histogram(values: list[int], kind: str, path: Path) -> None:

@@ -15,12 +15,12 @@ from pipeline.artifact import ModelArtifact
 from pipeline.boards import BoardSpec, board
 from pipeline.emulator import Emulator, make_emulator
 from pipeline.errors import DataError, DeviceError
-from pipeline.hil.build import build_firmware, pio_env, pio_executable
+from pipeline.hil.build import build_firmware, pio_env, pio_executable, project_of
 from pipeline.hil.devices import find_port
 from pipeline.hil.link import Link
 from pipeline.hil.report import write_report
+from pipeline.hil.reset import Tap, for_board, reset_and_wait
 from pipeline.hil.stats import link_usage, summarize
-from pipeline.paths import ROOT
 
 # progress(done, total, message)
 Progress = Callable[[int, int, str], None]
@@ -52,7 +52,7 @@ def flash_firmware(env: str, elf: str | Path, port: str | None = None,
         return make_emulator(spec, elf, kind).start()
     build_dir = Path(elf).parent.parent  # <out>/pio/<env>/firmware.elf, as build() leaves it
     cmd = [pio_executable(), "run", "-e", env, "-t", "nobuild", "-t", "upload", "-d",
-           str(ROOT)]
+           str(project_of(elf))]
     if port:
         cmd += ["--upload-port", port]
     proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -104,15 +104,18 @@ def run_hil(env: str, model: ModelArtifact | bytes | str | Path,
             backend: str = "aot", elf: str | Path | None = None,
             progress: Progress | None = None, build_progress: Callable[[str], None] | None = None,
             timeout: float | None = None, emulator: str | None = None,
-            reference: np.ndarray | None = None, model_dir: str | Path | None = None) -> dict:
+            reference: np.ndarray | None = None, model_dir: str | Path | None = None,
+            reset: str | None = None, project: str | Path | None = None) -> dict:
     """Run a data set on a board (or its emulator), write DIR/hil.json, hil.md, latency.png.
 
     `data` is an .npz with `x` (inputs in the model's dtype/shape) and optional `y`; callers
     with their own preprocessing pass `samples` (and `labels`) instead. `reference` is the host
     TFLM's outputs for those samples when already computed (else they are computed here);
     `model_dir` an exported C folder to build from when it matches the model. `emulator`
-    ("qemu", "renode") overrides the board's own emulator. A board lost mid-run (or Ctrl-C)
-    still leaves a report of the samples done, then the error is raised.
+    ("qemu", "renode") overrides the board's own emulator; `reset` the board's reset strategy
+    (pipeline.hil.reset). `project` is a `tinypipe init` project to build in (the model is
+    exported into its model/). A board lost mid-run (or Ctrl-C) still leaves a report of the
+    samples done, then the error is raised.
     """
     from pipeline.tflm import run_tflm
 
@@ -149,9 +152,9 @@ def run_hil(env: str, model: ModelArtifact | bytes | str | Path,
     with ExitStack() as stack:
         url = port
         if flash:
-            fw = Path(elf) if elf else build_firmware(env, art, backend=backend,
-                                                     out=Path(out_dir) / "firmware",
-                                                     progress=say, model_dir=model_dir)
+            fw = Path(elf) if elf else build_firmware(
+                env, art, backend=backend, progress=say, model_dir=model_dir, project=project,
+                out=None if project is not None else Path(out_dir) / "firmware")
             say(f"flashing {env}" if kind is None else f"starting {kind} ({env})")
             emu = flash_firmware(env, fw, port, emulator)
             if emu is not None:
@@ -159,10 +162,12 @@ def run_hil(env: str, model: ModelArtifact | bytes | str | Path,
                 url = emu.url
         if url is None:
             url = find_port(env)
-        link = stack.enter_context(Link(url, baud=spec.baud,
-                                        timeout=timeout or spec.timeout).open())
+        tap = Tap()
+        link = stack.enter_context(Link(url, baud=spec.baud, timeout=timeout or spec.timeout,
+                                        open_fn=tap.open).open())
         if spec.boot_wait:
             time.sleep(spec.boot_wait)
+        reset_and_wait(link, for_board(spec, reset), max(10.0, spec.boot_wait + 5.0), tap)
         info = link.hello(timeout=max(2.0, timeout or spec.timeout))
         device.update(board=info.board, backend=info.backend, model_hash=info.model_hash,
                       cpu_hz=info.cpu_hz, arena_bytes=info.arena_bytes,

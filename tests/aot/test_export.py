@@ -73,7 +73,8 @@ def test_result_files_and_header(small_model, tmp_path):
     res = export_aot(small_model, tmp_path / "gen")
     names = sorted(p.name for p in res.files)
     assert names == sorted(["tp_model.h", "tp_model.c", "tinykernels.h", "tk_fixedpoint.h",
-                            "tk_conv.c", "tk_conv_dsp.c", "tk_mean.c", "tk_fc.c", "tk_dsp.h"])
+                            "tk_conv.c", "tk_conv_dsp.c", "tk_conv_mve.c", "tk_mean.c", "tk_fc.c",
+                            "tk_fc_mve.c", "tk_dsp.h", "tk_mve.h"])
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == names
     assert res.ops == ["CONV_2D", "MEAN", "FULLY_CONNECTED"]
     assert res.kernels == ["tk_conv", "tk_fc", "tk_mean"]
@@ -147,12 +148,14 @@ def test_cortex_m_compiles(small_model, tmp_path):
 
 
 def test_kernel_library_is_self_contained():
-    """Only string.h/stdint.h/stddef.h/math.h from libc (ACLE on DSP targets), no malloc."""
+    """Only string.h/stdint.h/stddef.h/math.h from libc (ACLE on DSP and MVE targets), no
+    malloc."""
     for f in KERNELS_DIR.iterdir():
         text = f.read_text()
         includes = set(re.findall(r'#include [<"]([^>"]+)[>"]', text))
         assert includes <= {"string.h", "stdint.h", "stddef.h", "math.h", "tinykernels.h",
-                            "tk_fixedpoint.h", "tk_dsp.h", "arm_acle.h"}, (f.name, includes)
+                            "tk_fixedpoint.h", "tk_dsp.h", "arm_acle.h", "tk_mve.h",
+                            "arm_mve.h"}, (f.name, includes)
         assert "malloc(" not in text and "printf(" not in text
 
 

@@ -144,6 +144,9 @@ void port_reset(void) {
 
 }  // extern "C"
 
+// A `tinypipe init` project has its own setup()/loop() in src/ (it defines TP_USER_MAIN).
+#ifndef TP_USER_MAIN
 void setup() { app_setup(); }
 
 void loop() { app_loop(); }
+#endif

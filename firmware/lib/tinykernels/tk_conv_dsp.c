@@ -12,7 +12,7 @@
 
 #include "tk_dsp.h"
 
-#if TK_DSP
+#if TK_DSP && !TK_MVE
 
 /* n4 groups of four int8 -> int16 pairs (SXTB16 order) at dst[0], dst[step], ... plus off2. */
 static void expand4(const int8_t *src, int n4, int32_t off2, tk_w32 *dst, int step) {

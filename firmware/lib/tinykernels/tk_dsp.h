@@ -3,6 +3,9 @@
  * TK_DSP is 1 when the target has the Armv7E-M DSP extension (Cortex-M4/M7/M33/M55 ...) and
  * TK_PORTABLE is not defined; the *_dsp.c sources then provide the public kernels and the
  * portable reference versions (named *_ref) remain the fallback for shapes they do not cover.
+ * TK_MVE is 1 when the core also has integer Helium (M-profile Vector Extension, Cortex-M55/M85);
+ * it takes priority: the *_mve.c sources provide the public kernels and the *_dsp.c sources
+ * compile to nothing. MVE implies the DSP extension, so TK_MVE implies TK_DSP.
  * Everywhere else the portable kernels are the public ones.
  */
 #ifndef TK_DSP_H
@@ -18,11 +21,21 @@
 #define TK_DSP 0
 #endif
 
+#if TK_DSP && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define TK_MVE 1
+#else
+#define TK_MVE 0
+#endif
+
 void tk_conv2d_s8_ref(const tk_conv_params *p, const int8_t *in, const int8_t *filter,
                       const int32_t *bias, int8_t *out);
 void tk_depthwise_conv2d_s8_ref(const tk_conv_params *p, int depth_mult, const int8_t *in,
                                 const int8_t *filter, const int32_t *bias, int8_t *out);
 void tk_add_s8_ref(const tk_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void tk_fully_connected_s8_ref(const tk_fc_params *p, const int8_t *in, const int8_t *filter,
+                               const int32_t *bias, int8_t *out);
+void tk_avg_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out);
+void tk_max_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out);
 
 #if TK_DSP
 #include <arm_acle.h>

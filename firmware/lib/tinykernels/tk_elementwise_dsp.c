@@ -9,7 +9,7 @@
  */
 #include "tk_dsp.h"
 
-#if TK_DSP
+#if TK_DSP && !TK_MVE
 
 static inline int32_t tk_smmulr(int32_t a, int32_t b) {
   int32_t r;

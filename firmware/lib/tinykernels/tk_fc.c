@@ -1,9 +1,17 @@
 /* FULLY_CONNECTED, int8, per-tensor or per-channel weights. */
 #include "tinykernels.h"
+#include "tk_dsp.h"
 #include "tk_fixedpoint.h"
 
+#if !TK_MVE
 void tk_fully_connected_s8(const tk_fc_params *p, const int8_t *in, const int8_t *filter,
                            const int32_t *bias, int8_t *out) {
+  tk_fully_connected_s8_ref(p, in, filter, bias, out);
+}
+#endif
+
+void tk_fully_connected_s8_ref(const tk_fc_params *p, const int8_t *in, const int8_t *filter,
+                               const int32_t *bias, int8_t *out) {
   int b, oc, d;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *ip = in + (long)b * p->accum_depth;

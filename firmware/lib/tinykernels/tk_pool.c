@@ -1,5 +1,6 @@
 /* AVERAGE_POOL_2D and MAX_POOL_2D, int8 (window clipped to the input, as TFLM does). */
 #include "tinykernels.h"
+#include "tk_dsp.h"
 #include "tk_fixedpoint.h"
 
 static void pool(const tk_pool_params *p, const int8_t *in, int8_t *out, int is_max) {
@@ -40,10 +41,20 @@ static void pool(const tk_pool_params *p, const int8_t *in, int8_t *out, int is_
   }
 }
 
-void tk_avg_pool_s8(const tk_pool_params *p, const int8_t *in, int8_t *out) {
+void tk_avg_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out) {
   pool(p, in, out, 0);
 }
 
-void tk_max_pool_s8(const tk_pool_params *p, const int8_t *in, int8_t *out) {
+void tk_max_pool_s8_ref(const tk_pool_params *p, const int8_t *in, int8_t *out) {
   pool(p, in, out, 1);
 }
+
+#if !TK_MVE
+void tk_avg_pool_s8(const tk_pool_params *p, const int8_t *in, int8_t *out) {
+  tk_avg_pool_s8_ref(p, in, out);
+}
+
+void tk_max_pool_s8(const tk_pool_params *p, const int8_t *in, int8_t *out) {
+  tk_max_pool_s8_ref(p, in, out);
+}
+#endif

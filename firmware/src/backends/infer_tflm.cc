@@ -28,10 +28,11 @@ constexpr size_t type_bytes(TfLiteType t) {
 }
 
 /* Inputs are staged outside the arena: the memory planner may overlay the input tensors with
-   later activations, so every run gets a fresh copy (see infer.h). Room for input 0 by
-   default; models with more inputs set TINYPIPE_STAGE_BYTES. */
+   later activations, so every run gets a fresh copy (see infer.h). Room for input 0, rounded
+   up to the 16-byte slots infer_init hands out, by default; models with more inputs set
+   TINYPIPE_STAGE_BYTES. */
 #ifndef TINYPIPE_STAGE_BYTES
-#define TINYPIPE_STAGE_BYTES (kInputElements * type_bytes(TINYPIPE_INPUT_TYPE))
+#define TINYPIPE_STAGE_BYTES ((kInputElements * type_bytes(TINYPIPE_INPUT_TYPE) + 15u) & ~15u)
 #endif
 constexpr int kMaxIo = 4;
 
