@@ -38,6 +38,7 @@ class LayerBench:
     macs: int
     instructions: int
     ref_instructions: int
+    striped: str = ""                 # "a-b" when the op runs in a striped range (time on op a)
 
 
 @dataclass
@@ -70,6 +71,9 @@ class BenchResult:
     baseline: VariantBench
     layers: list[LayerBench] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    per_op_arena_bytes: int | None = None     # the AOT arena planned op by op (no striping)
+    stripes: list[str] = field(default_factory=list)  # ranges of ops run band by band
+    striping_instructions: int | None = None  # DSP instructions striped minus planned op by op
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,14 +239,22 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
         blob = _input_blob(art, seed)
         dsp_total, dsp_ops, dsp_flash = _measure(work / "gen", work, e, False, blob, n_ops)
         ref_total, ref_ops, ref_flash = _measure(work / "gen", work, e, True, blob, n_ops)
+        striping = None
+        if res.striped:  # what running ranges band by band costs: the op-by-op build
+            from pipeline.aot.arm import build_elf, run_elf
+
+            export_aot(art, work / "gen_per_op", stripe=False)
+            elf = build_elf(work / "gen_per_op", work / "per_op", e)
+            striping = dsp_total - run_elf(elf, e, blob, 1, work / "per_op").ticks[0]
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
     k = e.instructions_per_tick
     macs = prof.macs
     macs_by_index = {lc.index: lc.macs for lc in prof.layers}
-    layers = [LayerBench(i, op, macs_by_index.get(i, 0), dsp_ops[i], ref_ops[i])
-              for i, op in enumerate(res.ops)]
+    label = {p: f"{a}-{b}" for a, b in res.striped for p in range(a, b + 1)}
+    layers = [LayerBench(i, op, macs_by_index.get(i, 0), dsp_ops[i], ref_ops[i],
+                         label.get(i, "")) for i, op in enumerate(res.ops)]
     ipi, ref_ipi = dsp_total, ref_total
     tflm = prof.arena_bytes
     notes = [f"instructions: the board port's counter under QEMU -icount ({e.machine}, "
@@ -257,7 +269,8 @@ def bench(model: str | Path, env: str = "qemu-m4", backend: str = "aot",
         arena_ratio=round(res.arena_bytes / tflm, 4) if tflm else None,
         flash_bytes=dsp_flash, weights_bytes=res.weights_bytes,
         baseline=VariantBench("reference", ref_ipi, round(macs / max(ref_ipi, 1), 4), ref_flash),
-        layers=layers, notes=notes)
+        layers=layers, notes=notes, per_op_arena_bytes=res.per_op_arena_bytes,
+        stripes=res.stripes, striping_instructions=striping)
 
 
 def format_table(r: BenchResult, top: int | None = None) -> str:
@@ -272,8 +285,13 @@ def format_table(r: BenchResult, top: int | None = None) -> str:
     for lb in rows:
         mpi = f"{lb.macs / lb.instructions:.2f}" if lb.macs and lb.instructions else "-"
         sp = f"{lb.ref_instructions / lb.instructions:.1f}x" if lb.instructions else "-"
+        tail = ""
+        if lb.striped:  # a striped range is timed as a whole, on its first op
+            first = lb.striped.split("-")[0] == str(lb.index)
+            mpi, sp = "-", "-"
+            tail = f"  striped ops {lb.striped}" + (" (all of them)" if first else "")
         lines.append(f"{lb.index:>3} {lb.op:<18} {lb.macs:>11,} {lb.instructions:>13,} {mpi:>9} "
-                     f"{lb.ref_instructions:>13,} {sp:>8}")
+                     f"{lb.ref_instructions:>13,} {sp:>8}{tail}")
     b = r.baseline
     arena = (f"{r.arena_bytes:,} B (TFLM {r.tflm_arena_bytes:,} B, {r.arena_ratio:.1%})"
              if r.tflm_arena_bytes else f"{r.arena_bytes:,} B")
@@ -286,6 +304,10 @@ def format_table(r: BenchResult, top: int | None = None) -> str:
         f"MACs per instruction        : {r.macs_per_instruction:.3f} ({r.kernels.upper()}), "
         f"{b.macs_per_instruction:.3f} (reference)",
         f"peak RAM (AOT arena)        : {arena}",
+        *([f"  planned op by op           : {r.per_op_arena_bytes:,} B; striped ranges cost "
+           f"{r.striping_instructions:+,} instructions ({r.kernels.upper()})"] if r.stripes and
+          r.striping_instructions is not None else []),
+        *(f"  striped {s}" for s in r.stripes),
         f"flash (ELF)                 : {r.flash_bytes:,} B ({r.kernels.upper()}), "
         f"{b.flash_bytes:,} B "
         f"(reference); weights {r.weights_bytes:,} B",

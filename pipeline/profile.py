@@ -20,6 +20,8 @@ class LayerCost:
     macs: int
     param_bytes: int
     activation_bytes: int  # bytes of this layer's output tensor
+    aot_live_per_op: int | None = None  # AOT arena bytes in use at this layer, planned op by op
+    aot_live: int | None = None         # the same as compiled (striped ranges run band by band)
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Profile:
     arena_bytes: int | None = None  # measured by the TFLM interpreter
     arena_bytes_with_margin: int | None = None
     aot_arena_bytes: int | None = None  # the AOT engine's static plan
+    aot_per_op_arena_bytes: int | None = None  # the same planned op by op, without striping
+    aot_stripes: list[str] = field(default_factory=list)  # ranges of ops run band by band
     aot_unsupported: str | None = None  # why the AOT engine cannot compile the model
     extra: dict = field(default_factory=dict)
 
@@ -85,9 +89,17 @@ def profile_tflite(model: ModelArtifact | bytes | str | Path, measure_arena: boo
         from pipeline.aot import compile_model
 
         try:
-            prof.aot_arena_bytes = compile_model(art).arena_bytes
+            c = compile_model(art)
         except UnsupportedOpError as e:
             prof.aot_unsupported = str(e)
+        else:
+            prof.aot_arena_bytes = c.arena_bytes
+            prof.aot_per_op_arena_bytes = c.per_op_arena_bytes
+            prof.aot_stripes = c.stripe_notes()
+            by_op = {c.graph.ops[i].index: live for (i, _), live in
+                     zip(c.kernels, c.layer_live_bytes(), strict=True)}
+            for lc in layers:
+                lc.aot_live_per_op, lc.aot_live = by_op.get(lc.index, (None, None))
     return prof
 
 
@@ -143,13 +155,20 @@ def profile_keras(model) -> dict:
 
 def format_table(prof: Profile) -> str:
     """A Markdown table of the layers and totals."""
-    rows = ["| # | op | input | output | MACs | param B | act B |",
-            "|---:|---|---|---|---:|---:|---:|"]
+    live = any(lc.aot_live is not None for lc in prof.layers)
+    rows = ["| # | op | input | output | MACs | param B | act B |"
+            + (" AOT live B: per-op plan / striped |" if live else ""),
+            "|---:|---|---|---|---:|---:|---:|" + ("---:|" if live else "")]
     for lc in prof.layers:
+        cell = ""
+        if live:
+            cell = "" if lc.aot_live is None else f"{lc.aot_live_per_op:,} / {lc.aot_live:,}"
+            cell = f" {cell} |"
         rows.append(f"| {lc.index} | {lc.op} | {'x'.join(map(str, lc.input_shape))} | "
                     f"{'x'.join(map(str, lc.output_shape))} | {lc.macs:,} | {lc.param_bytes:,} | "
-                    f"{lc.activation_bytes:,} |")
-    rows.append(f"| | **total** | | | **{prof.macs:,}** | **{prof.param_bytes:,}** | |")
+                    f"{lc.activation_bytes:,} |{cell}")
+    rows.append(f"| | **total** | | | **{prof.macs:,}** | **{prof.param_bytes:,}** | |"
+                + (" |" if live else ""))
     lines = ["\n".join(rows), "",
              f"- MACs: {prof.macs:,}",
              f"- parameters: {prof.params:,} ({prof.param_bytes:,} bytes of weights and biases)",
@@ -163,6 +182,10 @@ def format_table(prof: Profile) -> str:
         ratio = f" ({prof.aot_arena_bytes / prof.arena_bytes:.0%} of TFLM)" \
             if prof.arena_bytes else ""
         lines.append(f"- AOT arena (static plan): {prof.aot_arena_bytes:,} bytes{ratio}")
+        if prof.aot_stripes:
+            lines.append(f"- AOT arena planned op by op: {prof.aot_per_op_arena_bytes:,} bytes; "
+                         "striped (run band by band, line buffers instead of whole tensors):")
+            lines += [f"  - {s}" for s in prof.aot_stripes]
     elif prof.aot_unsupported:
         lines.append(f"- AOT engine: {prof.aot_unsupported}")
     return "\n".join(lines)

@@ -25,6 +25,23 @@ class Unsupported(Exception):
     """Reason an op cannot be compiled; the message completes 'op #i NAME ...'."""
 
 
+@dataclass(frozen=True)
+class RowMap:
+    """How an op's output rows depend on its input rows, for striped execution.
+
+    "window" ops (convolution, depthwise, pooling) read input rows [y * stride - pad, ... + span)
+    for output row y; "elementwise" ops read row y of every input of the output's shape. The
+    parameter struct's height fields are patched per band: in_h, out_h and pad_h for windows,
+    dims[MAX_DIMS - 3] (the H of NHWC) for tk_binary_params.
+    """
+
+    kind: str                   # "window" or "elementwise"
+    params: str                 # C type of the op's parameter struct
+    stride: int = 1
+    pad: int = 0
+    span: int = 1               # (k_h - 1) * dil_h + 1
+
+
 @dataclass
 class Kernel:
     """What the emitter needs to generate one op."""
@@ -42,6 +59,7 @@ class Kernel:
     const_bytes: int = 0        # constants the decls hold (weights prepared at export time)
     # smaller work spaces the op can run with (bytes, decls), largest first
     scratch_alts: list[tuple[int, list[str]]] = field(default_factory=list)
+    rows: RowMap | None = None  # set when the op can run on horizontal bands (pipeline.aot.stripes)
 
 
 def _c_array(ctype: str, name: str, values) -> str:
@@ -235,7 +253,8 @@ def lower_conv(g: Graph, op: Op, depthwise: bool = False) -> Kernel:
     return Kernel("tk_dwconv" if depthwise and not as_conv else "tk_conv", ins, [op.outputs[0]],
                   decls, [call], scratch=scratch, const_bytes=const_bytes,
                   scratch_alts=[(n, decls[:-1] + [_conv_struct("@op@p", d)]) for n, d in alts],
-                  overlap=_window_overlap(inp, out, (kh, kw), sp))
+                  overlap=_window_overlap(inp, out, (kh, kw), sp),
+                  rows=_window_rows("tk_conv_params", inp, kh, sp))
 
 
 def _with_mve(scratch: int, alts: list[tuple[int, dict]], mve: int) -> tuple[int, list]:
@@ -276,6 +295,13 @@ def _window_overlap(inp: Tensor, out: Tensor, k: tuple[int, int], sp: dict) -> i
     return window_overlap(tuple(inp.shape[1:3]), tuple(out.shape[1:3]), inp.shape[3],
                           out.shape[3], k, (sp["stride_h"], sp["stride_w"]),
                           (sp.get("dil_h", 1), sp.get("dil_w", 1)), (sp["pad_h"], sp["pad_w"]))
+
+
+def _window_rows(params: str, inp: Tensor, kh: int, sp: dict) -> RowMap | None:
+    if inp.shape[0] != 1 or inp.is_const:
+        return None
+    return RowMap("window", params, sp["stride_h"], sp["pad_h"],
+                  (kh - 1) * sp.get("dil_h", 1) + 1)
 
 
 DW_MAX_TAPS = 16
@@ -496,8 +522,11 @@ def lower_binary(g: Graph, op: Op) -> Kernel:
         call = "tk_mul_s8(&@op@p, @in0@, @in1@, @out0@);"
     inplace = tuple(a.shape) == tuple(out.shape)
     decls = (luts if op.name == "ADD" else []) + [_binary_decl(f)]
+    same = tuple(a.shape) == tuple(b.shape) == tuple(out.shape)
+    rows = (RowMap("elementwise", "tk_binary_params") if same and len(out.shape) == 4
+            and out.shape[0] == 1 and not a.is_const and not b.is_const else None)
     return Kernel("tk_elementwise", [op.inputs[0], op.inputs[1]], [op.outputs[0]], decls,
-                  [call], inplace=inplace)
+                  [call], inplace=inplace, rows=rows)
 
 
 def mbqm(x: int, mult: int, shift: int) -> int:
@@ -536,7 +565,8 @@ def lower_pool(g: Graph, op: Op) -> Kernel:
     return Kernel("tk_pool", [op.inputs[0]], [op.outputs[0]],
                   [f"static const tk_pool_params @op@p = {{{body}}};"],
                   [f"{fn}(&@op@p, @in0@, @out0@);"],
-                  overlap=_window_overlap(inp, out, (kh, kw), sp))
+                  overlap=_window_overlap(inp, out, (kh, kw), sp),
+                  rows=_window_rows("tk_pool_params", inp, kh, sp))
 
 
 def lower_mean(g: Graph, op: Op) -> Kernel:

@@ -31,6 +31,8 @@ class Plan:
     offsets: dict[int, int]
     total: int
     groups: list[list[int]] = field(default_factory=list)
+    # per buffer: offset, size and the steps it is alive (first, last), for reports
+    spans: list[tuple[int, int, tuple[int, int]]] = field(default_factory=list)
 
 
 def _align(n: int) -> int:
@@ -194,7 +196,7 @@ def step_tops(p: Plan, steps: list[Step], nbytes: dict[int, int], graph_inputs: 
 
 
 def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
-         graph_outputs: list[int]) -> Plan:
+         graph_outputs: list[int], trials: int = 64) -> Plan:
     """Assign offsets to the activation tensors in `nbytes` (constants must not be listed)."""
     first, last = _lifetimes(steps, nbytes, graph_inputs, graph_outputs)
 
@@ -236,10 +238,11 @@ def plan(steps: list[Step], nbytes: dict[int, int], graph_inputs: list[int],
                 and min(first.get(m, 0) for m in roots[dst]) == i
                 and not any(groups.find(t) == src for t in st.reads[1:] if t in nbytes)):
             pairs[(index[dst], index[src])] = int(st.overlap)
-    offs, total = place(sizes, lives, pairs=pairs)
+    offs, total = place(sizes, lives, trials, pairs=pairs)
     _verify(offs, sizes, lives, pairs)
     offsets = {t: offs[j] for j, k in enumerate(keys) for t in roots[k]}
-    return Plan(offsets, max(total, ALIGN), [roots[k] for k in keys])
+    spans = [(offs[j], sizes[j], lives[j]) for j in range(len(keys))]
+    return Plan(offsets, max(total, ALIGN), [roots[k] for k in keys], spans)
 
 
 def _verify(offsets: list[int], sizes: list[int], lives: list[tuple[int, int]],

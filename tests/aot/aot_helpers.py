@@ -27,7 +27,15 @@ int main(int argc, char **argv) {
   if (!fi || !fo || tp_init() != 0) return 3;
   for (s = 0; s < n; ++s) {
     for (i = 0; i < tp_num_inputs(); ++i) {
-      if (fread(tp_input(i), 1, tp_input_bytes(i), fi) != tp_input_bytes(i)) return 4;
+      /* In chunks through tp_input_write, as a stream would arrive (float inputs may be
+         quantized as they are written). */
+      unsigned char chunk[200];
+      size_t off = 0, m;
+      while (off < tp_input_bytes(i)) {
+        m = tp_input_bytes(i) - off < sizeof chunk ? tp_input_bytes(i) - off : sizeof chunk;
+        if (fread(chunk, 1, m, fi) != m || tp_input_write(i, off, chunk, m) != 0) return 4;
+        off += m;
+      }
     }
     if (tp_invoke() != 0) return 5;
     for (i = 0; i < tp_num_outputs(); ++i) {
@@ -127,19 +135,21 @@ def random_inputs(spec, n: int, rng: np.random.Generator, reps=None) -> list[np.
 
 
 def check_bit_exact(model_bytes: bytes, tmp: Path, n: int = 64, seed: int = 0, reps=None,
-                    flags: list[str] | None = None, inputs=None):
-    """Export, compile, run on `n` inputs and assert identical outputs to TFLM. Returns result."""
+                    flags: list[str] | None = None, inputs=None, stripe=True, ref=None):
+    """Export, compile, run on `n` inputs and assert identical outputs to TFLM. Returns result.
+
+    `stripe` goes to export_aot; `ref` reuses an earlier TFLM run on the same inputs."""
     from pipeline.aot import export_aot
     from pipeline.tflm import run_tflm
 
     spec, ospec, _ = io_specs(model_bytes)
-    res = export_aot(model_bytes, tmp / "gen")
+    res = export_aot(model_bytes, tmp / "gen", stripe=stripe)
     exe = compile_c(tmp / "gen", tmp / "model.exe", flags)
     rng = np.random.default_rng(seed)
     if inputs is None:
         inputs = random_inputs(spec, n, rng, reps)
     got = run_c(exe, inputs, ospec, tmp)
-    ref = run_tflm(model_bytes, inputs)
+    ref = ref or run_tflm(model_bytes, inputs)
     for k, (g, r) in enumerate(zip(got, ref.outputs, strict=True)):
         r = r.reshape(g.shape)
         if g.dtype == np.float32:

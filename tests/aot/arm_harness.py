@@ -30,14 +30,15 @@ def _split(raw: bytes, ospec, n: int) -> list[np.ndarray]:
 
 def check_arm_bit_exact(model_bytes: bytes, tmp: Path, envs=ENVS_DSP, n: int = 16,
                         seed: int = 0, reps=None, portable: bool = False, inputs=None,
-                        edit=None):
+                        stripe=True, edit=None):
     """Export once, run TFLM once, then build + run on every QEMU env and compare outputs.
 
-    `edit(source) -> source` rewrites the generated tp_model.c before it is built."""
+    `stripe` goes to export_aot; `edit(source) -> source` rewrites the generated tp_model.c
+    before it is built."""
     from pipeline.tflm import run_tflm
 
     spec, ospec, _ = io_specs(model_bytes)
-    res = export_aot(model_bytes, tmp / "gen")
+    res = export_aot(model_bytes, tmp / "gen", stripe=stripe)
     if edit is not None:
         src = tmp / "gen" / "tp_model.c"
         src.write_text(edit(src.read_text()))

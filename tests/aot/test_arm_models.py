@@ -26,6 +26,7 @@ def test_vww_mobilenet_dsp_m4_m7_m55(vww, tmp_path):
     res, ref, runs = check_arm_bit_exact(vww, tmp_path, envs=("qemu-m4", "qemu-m7", "qemu-m55"),
                                          n=4, seed=0)
     assert res.ops.count("DEPTHWISE_CONV_2D") == 13
+    assert res.striped  # the high-resolution layers ran band by band
     assert all(t > 0 for r in runs.values() for t in r.ticks)
 
 
@@ -33,6 +34,7 @@ def test_resnet8_dsp_m4_m7_m55(rn8, tmp_path):
     res, _, _ = check_arm_bit_exact(rn8, tmp_path, envs=("qemu-m4", "qemu-m7", "qemu-m55"),
                                     n=6, seed=1)
     assert res.ops.count("ADD") == 3
+    assert res.striped  # the residual stages ran band by band
 
 
 def test_resnet8_portable_kernels_m4(rn8, tmp_path):
