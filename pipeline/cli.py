@@ -239,9 +239,12 @@ def profile(config, out, model_path, overrides, json_out, board_env):
                    "(library.json), esp-idf (component), cmake (static library). Goes to --out "
                    "with --model, else to RUN/deploy/FORMAT; the folder must be new or empty.")
 @click.option("--prefix", default=None, help="C symbol prefix for the AOT backend (default tp).")
+@click.option("--stripe/--no-stripe", default=None,
+              help="AOT arena: run ranges of ops row by row where that lowers it (default, "
+                   "export.stripe), or plan op by op (fewer instructions, more RAM).")
 @click.option("--config", type=click.Path(dir_okay=False), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-def export(out, model_path, backend, fmt, prefix, config, overrides):
+def export(out, model_path, backend, fmt, prefix, stripe, config, overrides):
     """Generate C sources for TFLite Micro (tflm) or the ahead-of-time engine (aot), or a
     deployable library (--format).
 
@@ -259,17 +262,20 @@ def export(out, model_path, backend, fmt, prefix, config, overrides):
             raise click.UsageError("--format packages the AOT engine; drop --backend")
         src = model_path or _run_folder(out)
         dest = Path(out) if model_path else Path(out) / "deploy" / fmt
-        dep = export_deployable(src, fmt, dest, prefix=prefix or "tp")
+        dep = export_deployable(src, fmt, dest, prefix=prefix or "tp",
+                                stripe=stripe is not False)
         click.echo(f"{fmt}: {dep.path} ({dep.name}, model hash {dep.model_hash}, "
                    f"settings from {dep.settings.source})")
         return
     if model_path is not None:
         from pipeline.export import export_file
 
-        for line in export_file(model_path, out, backend or "tflm", prefix or "tp"):
+        for line in export_file(model_path, out, backend or "tflm", prefix or "tp",
+                                stripe=stripe is not False):
             click.echo(line)
         return
-    ov = list(overrides) + ([f"export.prefix={prefix}"] if prefix else [])
+    ov = list(overrides) + ([f"export.prefix={prefix}"] if prefix else []) + \
+        ([f"export.stripe={str(stripe).lower()}"] if stripe is not None else [])
     st, _ = _stages(config, out, ov)
     res = st.export(backend=backend)
     for k, v in vars(res).items():

@@ -320,7 +320,8 @@ def check_destination(dest: Path) -> None:
 
 
 def export_deployable(model: ModelArtifact | str | Path, fmt: str, dest: str | Path,
-                      prefix: str = "tp", settings: Settings | None = None) -> Deployable:
+                      prefix: str = "tp", settings: Settings | None = None,
+                      stripe: bool = True) -> Deployable:
     """Write `model` as a deployable of format `fmt` into `dest` (a new or empty folder).
 
     Args:
@@ -329,6 +330,7 @@ def export_deployable(model: ModelArtifact | str | Path, fmt: str, dest: str | P
         dest: the library folder (for arduino: the folder that receives `<Name>.zip`).
         prefix: C symbol prefix of the engine (tp: tp_init, tp_invoke, ...).
         settings: preprocessing and labels (default: `model_settings(model)`).
+        stripe: plan the arena with striped ranges where that lowers it (False: op by op).
 
     Nothing is left behind on failure (unknown format, non-empty destination, unsupported op).
     """
@@ -345,7 +347,8 @@ def export_deployable(model: ModelArtifact | str | Path, fmt: str, dest: str | P
     stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         lib = stage / name
-        res = export_aot(art, lib / "src", prefix=prefix)  # UnsupportedOpError: nothing written
+        # UnsupportedOpError: nothing written
+        res = export_aot(art, lib / "src", prefix=prefix, stripe=stripe)
         sources = sorted(f.name for f in res.files if f.suffix == ".c")
         src = lib / "src"
         (src / f"{prefix}_settings.h").write_text(settings_header(settings, art, prefix))

@@ -206,7 +206,8 @@ def _flt(v: float) -> str:
     return f"{float(v)!r}f"
 
 
-def export_file(model_path: str | Path, out: str | Path, backend: str, prefix: str) -> list[str]:
+def export_file(model_path: str | Path, out: str | Path, backend: str, prefix: str,
+                stripe: bool = True) -> list[str]:
     """Export any int8 .tflite (ours or third-party); returns human-readable result lines."""
     art = ModelArtifact.load(Path(model_path))  # a path, so errors name the file
     lines = []
@@ -219,6 +220,7 @@ def export_file(model_path: str | Path, out: str | Path, backend: str, prefix: s
         from pipeline.aot import export_aot
 
         dest = Path(out) / "aot" if backend == "both" else Path(out)
-        res = export_aot(art, dest, prefix=prefix)
-        lines.append(f"AOT sources: {res.out_dir} (arena {res.arena_bytes:,} B)")
+        res = export_aot(art, dest, prefix=prefix, stripe=stripe)
+        per_op = (f"; {res.per_op_arena_bytes:,} B op by op" if res.stripes else "")
+        lines.append(f"AOT sources: {res.out_dir} (arena {res.arena_bytes:,} B{per_op})")
     return lines

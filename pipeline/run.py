@@ -235,7 +235,8 @@ class Stages:
         if backend in ("aot", "both"):
             from pipeline.aot import export_aot
 
-            res = export_aot(art, self.run.aot_c, prefix=self.cfg.export.prefix)
+            res = export_aot(art, self.run.aot_c, prefix=self.cfg.export.prefix,
+                             stripe=self.cfg.export.stripe)
             self.log(f"AOT C sources -> {res.out_dir} (arena {res.arena_bytes:,} B)")
             out.aot_dir, out.aot_arena_bytes = str(res.out_dir), res.arena_bytes
         self.run.save("export", out)

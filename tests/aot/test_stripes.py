@@ -227,3 +227,22 @@ def test_sink_overlap_is_tight(chains, name):
         with pytest.raises(AssertionError):
             _check(c.graph, ks, acts, gr)
         gr.overlap += 1
+
+
+def test_export_no_stripe_plans_op_by_op(rn8, tmp_path):
+    """`tinypipe export --no-stripe` trades the striped arena for the op-by-op one."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    model = tmp_path / "rn8.tflite"
+    model.write_bytes(rn8)
+    per_op, striped = (compile_model(rn8, stripe=s).arena_bytes for s in (False, True))
+    assert striped < per_op
+    for flag, want in (([], striped), (["--no-stripe"], per_op)):
+        out = tmp_path / f"c{len(flag)}"
+        res = CliRunner().invoke(cli, ["export", "--backend", "aot", "--model", str(model),
+                                       "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        assert f"(arena {want:,} B" in res.output
+        assert f"#define TP_ARENA_BYTES {want}\n" in (out / "tp_model.h").read_text()
