@@ -52,10 +52,9 @@ def main() -> None:
             with np.load(args.data) as z:
                 x = z["x"][:args.samples]
         else:
-            from pipeline.tflite_info import read_model
+            from pipeline.artifact import ModelArtifact
 
-            info = read_model(model)
-            t = info.tensors[info.inputs[0]]
+            t = ModelArtifact.load(model).inputs[0]
             x = np.random.default_rng(0).integers(-128, 128, (args.samples, *t.shape[1:]),
                                                   dtype=np.int8)
         print(f"building {args.env} firmware", file=sys.stderr)
