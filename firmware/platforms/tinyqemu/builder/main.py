@@ -52,9 +52,9 @@ env.Append(
     LIBS=["c", "m", "gcc"],
 )
 
-# Board facts the ports need (counter clock, instructions per tick), from the board JSON that
-# tinypipe generates out of its board registry.
-env.ProcessFlags(board.get("build.extra_flags", ""))
+# Board facts the ports need (counter clock, instructions per tick) come from the board JSON
+# that tinypipe generates out of its board registry, as `build.extra_flags`; PlatformIO's core
+# adds those flags itself.
 
 ldscript = board.get("build.ldscript", "")
 if ldscript:
