@@ -3,10 +3,9 @@
     art = ModelArtifact.load("runs/demo")      # a .tflite, a folder holding model.tflite, or bytes
     art.hash                                   # what HELLO reports and the firmware embeds
     art.graph, art.op_names, art.inputs        # parsed once (pipeline.aot.graph)
-    art.tflm_arena()                           # measured by the TFLM interpreter, cached per model
 
 Every stage takes a `ModelArtifact` (or anything `load` accepts), so the bytes are read, parsed,
-hashed and measured in one place.
+hashed in one place (the TFLM arena is measured once per model by `pipeline.tflm`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ ARENA_MARGIN_FRACTION = 0.10
 ARENA_MARGIN_BYTES = 1024
 HASH_HEX_DIGITS = 16
 
-_ARENAS: dict[str, int | None] = {}                      # sha256 -> measured TFLM arena
 _LOADED: OrderedDict[str, ModelArtifact] = OrderedDict()  # sha256 -> artifact (parsed graph)
 _KEEP = 8
 
@@ -145,21 +143,6 @@ class ModelArtifact:
     def class_labels(self, names: list[str] | None = None) -> list[str]:
         """`names`, or the output indices as labels for models without names."""
         return list(names) if names else [str(i) for i in range(self.num_classes)]
-
-    # ---- measured -------------------------------------------------------------------------
-
-    def tflm_arena(self) -> int | None:
-        """Arena bytes the TFLM interpreter really uses (measured once per model, in a child)."""
-        if self.sha256 not in _ARENAS:
-            from pipeline.tflm import run_tflm
-
-            _ARENAS[self.sha256] = run_tflm(self).arena.get("total")
-        return _ARENAS[self.sha256]
-
-    def tflm_arena_with_margin(self) -> int | None:
-        """The measured arena plus the margin that firmware reserves (kTensorArenaSize)."""
-        a = self.tflm_arena()
-        return arena_with_margin(a) if a is not None else None
 
     def __repr__(self) -> str:
         return f"ModelArtifact({self.name!r}, {self.size:,} B, hash {self.hash})"

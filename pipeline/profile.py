@@ -9,6 +9,7 @@ import numpy as np
 
 from pipeline.artifact import ARENA_MARGIN_BYTES, ARENA_MARGIN_FRACTION, ModelArtifact
 from pipeline.errors import UnsupportedOpError
+from pipeline.tflm import tflm_arena, tflm_arena_with_margin
 
 
 @dataclass
@@ -83,8 +84,8 @@ def profile_tflite(model: ModelArtifact | bytes | str | Path, measure_arena: boo
     prof = Profile(layers, sum(lc.macs for lc in layers), params, param_bytes, peak, art.size,
                    art.hash)
     if measure_arena:
-        prof.arena_bytes = art.tflm_arena()
-        prof.arena_bytes_with_margin = art.tflm_arena_with_margin()
+        prof.arena_bytes = tflm_arena(art)
+        prof.arena_bytes_with_margin = tflm_arena_with_margin(art)
     if aot:
         from pipeline.aot import compile_model
 

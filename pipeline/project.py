@@ -41,6 +41,32 @@ _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pio")
 # ---- the project of a build -------------------------------------------------------------------
 
 
+def pio_envs(ini: Path = PIO_INI) -> dict[str, dict[str, str]]:
+    """platformio.ini's envs with `extends` and ${section.option} resolved, as PlatformIO does."""
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    cp.read(ini)
+
+    def options(section: str) -> dict[str, str]:
+        own = dict(cp[section])
+        base = options(own.pop("extends")) if "extends" in own else dict(cp["env"])
+        return base | own
+
+    def resolve(value: str) -> str:
+        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: resolve(cp[m[1]][m[2]]), value)
+
+    return {s.split(":", 1)[1]: {k: resolve(v) for k, v in options(s).items()}
+            for s in cp.sections() if s.startswith("env:")}
+
+
+def find_elf(build_dir: Path, env: str) -> Path:
+    """The linked firmware of `env` inside a PlatformIO build dir."""
+    for name in ("program.elf", "firmware.elf"):
+        elf = build_dir / env / name
+        if elf.is_file():
+            return elf
+    raise BuildError(f"{build_dir / env}: no ELF after the build")
+
+
 def generated_ini() -> str:
     """tinypipe's platformio.ini for a project outside the repository: the local platform by
     name (installed into the core dir by the bootstrap) instead of a path in the repository."""
@@ -132,8 +158,6 @@ class Project:
 
     def elf(self, env: str) -> Path:
         """The firmware PlatformIO built for `env` (BuildError when there is none)."""
-        from pipeline.hil.build import find_elf
-
         return find_elf(self.root / ".pio" / "build", env)
 
 
@@ -173,8 +197,6 @@ def _rewrite(value: str) -> str:
 def env_section(env: str) -> str:
     """The `[env:ENV]` section of a tinypipe project, generated from tinypipe's platformio.ini
     (every option it inherits made explicit) and the board registry."""
-    from pipeline.hil.build import pio_envs
-
     spec = board(env)
     try:
         opts = dict(pio_envs(PIO_INI)[env])
@@ -297,8 +319,6 @@ def refresh_app(root: Path) -> bool:
 
 
 def _is_framework(env: str) -> bool:
-    from pipeline.hil.build import pio_envs
-
     return bool(pio_envs(PIO_INI).get(env, {}).get("framework"))
 
 

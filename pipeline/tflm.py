@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifact import ModelArtifact
+from pipeline.artifact import ModelArtifact, arena_with_margin
 from pipeline.errors import InterpreterCrash
 
 # Big enough for any model tinypipe targets; the recording allocator reports what is really used.
 DEFAULT_ARENA = 32 * 1024 * 1024
 _ALLOC_RE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_ARENAS: dict[str, int | None] = {}  # sha256 -> measured TFLM arena
 
 
 @dataclass
@@ -117,3 +118,17 @@ def _worker(mpath: str, ipath: str, opath: str, arena_size: int) -> None:
 
 if __name__ == "__main__":
     _worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+
+
+def tflm_arena(model: ModelArtifact | bytes | str | Path) -> int | None:
+    """Arena bytes the TFLM interpreter really uses (measured once per model, in a child)."""
+    art = ModelArtifact.load(model)
+    if art.sha256 not in _ARENAS:
+        _ARENAS[art.sha256] = run_tflm(art).arena.get("total")
+    return _ARENAS[art.sha256]
+
+
+def tflm_arena_with_margin(model: ModelArtifact | bytes | str | Path) -> int | None:
+    """The measured arena plus the margin that firmware reserves (kTensorArenaSize)."""
+    a = tflm_arena(model)
+    return arena_with_margin(a) if a is not None else None

@@ -119,7 +119,7 @@ def test_profile_cli_unknown_board(tmp_path: Path, monkeypatch, env: str) -> Non
 
 
 def _pio_envs() -> dict[str, dict[str, str]]:
-    from pipeline.hil.build import pio_envs
+    from pipeline.project import pio_envs
 
     return pio_envs()
 

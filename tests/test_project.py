@@ -47,7 +47,7 @@ def test_init_writes_a_project_around_the_users_main(tmp_path: Path) -> None:
 
 
 def test_env_sections_are_generated_from_the_repository_ini(tmp_path: Path) -> None:
-    from pipeline.hil.build import pio_envs
+    from pipeline.project import pio_envs
 
     proj = init_project(tmp_path / "fw", "nucleo_f746zg")
     env = _ini(proj.root / "platformio.ini")["env:nucleo_f746zg"]

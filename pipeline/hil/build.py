@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import shutil
@@ -16,6 +15,14 @@ from typing import Any
 from pipeline.artifact import ModelArtifact
 from pipeline.errors import BuildError
 from pipeline.paths import CHECKOUT, FIRMWARE, PIO_INI, ROOT, SCRIPTS, cache_dir, core_dir, work_dir
+from pipeline.project import (
+    build_project,
+    ensure_platform,
+    find_elf,
+    load_project,
+    pio_envs,
+    refresh_app,
+)
 
 Progress = Callable[[str], None]
 
@@ -44,8 +51,6 @@ def pio_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def bootstrap() -> None:
     """Seed tool-scons and the board JSON into the core dir and link the local platform there
     (fast no-op when done)."""
-    from pipeline.project import ensure_platform
-
     script = SCRIPTS / "pio_bootstrap.sh"
     env = pio_env()
     proc = subprocess.run(["bash", str(script), sys.executable], capture_output=True, text=True,
@@ -54,23 +59,6 @@ def bootstrap() -> None:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise BuildError(f"{script.name} failed: {last}")
     ensure_platform(core_dir(), pio_executable(), env)
-
-
-def pio_envs(ini: Path = PIO_INI) -> dict[str, dict[str, str]]:
-    """platformio.ini's envs with `extends` and ${section.option} resolved, as PlatformIO does."""
-    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-    cp.read(ini)
-
-    def options(section: str) -> dict[str, str]:
-        own = dict(cp[section])
-        base = options(own.pop("extends")) if "extends" in own else dict(cp["env"])
-        return base | own
-
-    def resolve(value: str) -> str:
-        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: resolve(cp[m[1]][m[2]]), value)
-
-    return {s.split(":", 1)[1]: {k: resolve(v) for k, v in options(s).items()}
-            for s in cp.sections() if s.startswith("env:")}
 
 
 def port_dirs(env: str) -> list[Path]:
@@ -131,15 +119,6 @@ def export_model(model: ModelArtifact | bytes | str | Path, out_dir: Path,
     return out_dir
 
 
-def find_elf(build_dir: Path, env: str) -> Path:
-    """The linked firmware of `env` inside a PlatformIO build dir."""
-    for name in ("program.elf", "firmware.elf"):
-        elf = build_dir / env / name
-        if elf.is_file():
-            return elf
-    raise BuildError(f"{build_dir / env}: no ELF after the build")
-
-
 def build_firmware(env: str | None, model: ModelArtifact | bytes | str | Path | None,
                    backend: str = "aot", out: str | Path | None = None,
                    progress: Progress | None = None, jobs: int | None = None,
@@ -160,8 +139,6 @@ def build_firmware(env: str | None, model: ModelArtifact | bytes | str | Path | 
     extra: dict[str, str] = {}
     proj = None
     if project is not None:
-        from pipeline.project import load_project, refresh_app
-
         proj = load_project(project)
         env = proj.env(env)
     if env is None:
@@ -196,8 +173,6 @@ def build_firmware(env: str | None, model: ModelArtifact | bytes | str | Path | 
         refresh_app(proj.root)
         project_dir = proj.root
     else:
-        from pipeline.project import build_project
-
         if model is not None:
             art = ModelArtifact.load(model)
             if model_dir is not None and exported_hash(Path(model_dir), backend) == art.hash:
