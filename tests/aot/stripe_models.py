@@ -75,9 +75,11 @@ CHAINS = {"chain_odd_valid": chain_odd_valid, "chain_same_s2": chain_same_s2,
 
 
 def build(keras, fn, seed: int = 0, int8_io: bool = True) -> tuple[bytes, np.ndarray]:
-    """Convert with a normal representative set; returns the model and that set."""
+    """Convert with a normal representative set; returns the model and that set. `seed` also
+    fixes the Keras weights, so a model does not depend on which tests ran before it."""
     from aot_helpers import convert
 
+    keras.utils.set_random_seed(seed)
     model = fn(keras)
     rng = np.random.default_rng(seed)
     rep = rng.normal(size=(16, *model.inputs[0].shape[1:])).astype(np.float32)
